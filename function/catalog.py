@@ -1,0 +1,146 @@
+"""The event catalog: type names, JSON Schema validation, and (de)serialising jobs and results.
+
+Schemas live in ``events/schemas`` (shipped inside the wheel as ``function/schemas``).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from cloudevents.http import CloudEvent
+from jsonschema import Draft202012Validator
+
+from function.core import Job, Result
+from function.errors import BadEventError
+
+INSTANCE_EXPIRED: Final = "instance-expired"
+INSTANCE_STATUS_CHECK: Final = "instance-status-check"
+INSTANCE_DELETE_RETRY: Final = "instance-delete-retry"
+INSTANCE_TERMINATED: Final = "instance-terminated"
+INSTANCE_DELETION_FAILED: Final = "instance-deletion-failed"
+INSTANCE_DELETION_SKIPPED: Final = "instance-deletion-skipped"
+INBOUND_TYPES: Final = (INSTANCE_EXPIRED, INSTANCE_STATUS_CHECK, INSTANCE_DELETE_RETRY)
+RESULT_TYPES: Final = {
+    "terminated": INSTANCE_TERMINATED,
+    "failed": INSTANCE_DELETION_FAILED,
+    "skipped": INSTANCE_DELETION_SKIPPED,
+}
+_ID_PREFIX: Final = "reaper-"
+
+
+def _schema_dir() -> Path:
+    packaged = Path(__file__).with_name("schemas")
+    return packaged if packaged.is_dir() else Path(__file__).parents[1] / "events" / "schemas"
+
+
+@functools.cache
+def _validator(event_type: str) -> Draft202012Validator:
+    schema = json.loads((_schema_dir() / f"{event_type}.json").read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def validate(event_type: str, data: object) -> None:
+    """Raise ``BadEventError`` (422) unless ``data`` matches the schema of ``event_type``."""
+    error = next(iter(_validator(event_type).iter_errors(data)), None)
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "data"
+        raise BadEventError(f"{event_type}: {where}: {error.message}", status=422)
+
+
+def event_id(*parts: str) -> str:
+    """A deterministic event id, so brokers and sinks can de-duplicate redeliveries."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:40]
+    return _ID_PREFIX + digest
+
+
+def rfc3339(epoch: float) -> str:
+    """Format epoch seconds as an RFC 3339 UTC timestamp with milliseconds."""
+    stamp = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def parse_time(text: str) -> float:
+    """Parse an RFC 3339 timestamp into epoch seconds."""
+    return datetime.fromisoformat(text.replace("z", "Z")).timestamp()
+
+
+def job_to_data(job: Job) -> dict[str, Any]:
+    """Serialise a job as the data of a follow-up event."""
+    return {
+        "instance_id": job.instance_id,
+        "project_id": job.project_id,
+        "origin_event_id": job.origin_id,
+        "started_at": rfc3339(job.started_at),
+        "deadline_at": rfc3339(job.deadline_at),
+        "deleted_at": rfc3339(job.deleted_at) if job.deleted_at is not None else None,
+        "checks": job.checks,
+        "delete_attempts": job.delete_attempts,
+        "failures": job.failures,
+        "redeletes": job.redeletes,
+    }
+
+
+def job_from_data(data: dict[str, Any]) -> Job:
+    """Rebuild a job from a follow-up's (already validated) data."""
+    deleted = data.get("deleted_at")
+    return Job(
+        instance_id=data["instance_id"],
+        project_id=data["project_id"],
+        origin_id=data["origin_event_id"],
+        started_at=parse_time(data["started_at"]),
+        deadline_at=parse_time(data["deadline_at"]),
+        deleted_at=parse_time(deleted) if deleted else None,
+        checks=data["checks"],
+        delete_attempts=data["delete_attempts"],
+        failures=data["failures"],
+        redeletes=data["redeletes"],
+    )
+
+
+def result_to_data(job: Job, result: Result) -> dict[str, Any]:
+    """Serialise the outcome of a job as the data of its result event."""
+    data: dict[str, Any] = {
+        "instance_id": job.instance_id,
+        "project_id": job.project_id,
+        "origin_event_id": job.origin_id,
+        "decided_at": rfc3339(result.at),
+    }
+    if result.kind == "terminated":
+        data["deleted_at"] = rfc3339(job.deleted_at) if job.deleted_at is not None else None
+        data["terminated_at"] = rfc3339(result.at)
+        data["checks"] = job.checks
+        data["already_absent"] = result.already_absent
+    elif result.kind == "failed":
+        data.update(
+            reason=result.reason,
+            checks=job.checks,
+            deleted_at=rfc3339(job.deleted_at) if job.deleted_at is not None else None,
+            state=result.state,
+            http_status=result.http_status,
+            error_code=result.error_code,
+            error_msg=result.error_msg,
+        )
+    else:
+        data["reason"] = result.reason
+    return data
+
+
+def make_event(
+    event_type: str, data: dict[str, Any], *, key: str, source: str, subject: str, now: float
+) -> CloudEvent:
+    """Build an outgoing CloudEvent whose id is derived from ``key``."""
+    attributes = {
+        "type": event_type,
+        "source": source,
+        "id": event_id(event_type, key),
+        "subject": subject,
+        "time": rfc3339(now),
+        "datacontenttype": "application/json",
+    }
+    return CloudEvent(attributes, data)

@@ -1,0 +1,100 @@
+"""The ``reaper`` command: ``emulator``, ``delay-service`` and ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from function import jsonlog
+
+
+def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    from function.emulator.app import make_emulator_server
+    from function.emulator.fleet import Config
+
+    config = Config(
+        termination_seconds=args.termination_seconds,
+        latency=args.latency,
+        token=args.token,
+        retention_seconds=args.retention_seconds,
+    )
+    server, fleet = make_emulator_server(args.host, args.port, config)
+    for number in range(1, args.seed + 1):
+        fleet.add({"id": f"i-{number:04d}", "project_id": args.project})
+    if args.instances:
+        for spec in json.loads(Path(args.instances).read_text(encoding="utf-8")):
+            fleet.add(spec)
+    print(f"clouddc emulator on http://{args.host}:{server.server_port}", file=sys.stderr, flush=True)
+    server.serve_forever()
+    return 0
+
+
+def _delay_service(args: argparse.Namespace) -> int:
+    from function.delay_service import DelayService
+
+    service = DelayService(args.host, args.port, args.db)
+    service.serve_forever()
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from function.demo import run_demo
+
+    return run_demo(instances=args.instances, timeout=args.timeout)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="reaper", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    emulator = commands.add_parser("emulator", help="run the CloudDC emulator")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=8088)
+    emulator.add_argument("--termination-seconds", type=float, default=5.0)
+    emulator.add_argument("--retention-seconds", type=float, default=30.0)
+    emulator.add_argument("--latency", type=float, default=0.0, help="seconds added to each API call")
+    emulator.add_argument("--token", default=None, help="the only token accepted (default: any)")
+    emulator.add_argument("--seed", type=int, default=0, help="create N running instances")
+    emulator.add_argument("--project", default="demo-project")
+    emulator.add_argument("--instances", default=None, help="JSON file with instance specs")
+    emulator.set_defaults(run=_emulator)
+
+    delay = commands.add_parser("delay-service", help="run the local delay service")
+    delay.add_argument("--host", default="127.0.0.1")
+    delay.add_argument("--port", type=int, default=8089)
+    delay.add_argument("--db", default="reaper-delays.sqlite3")
+    delay.set_defaults(run=_delay_service)
+
+    demo = commands.add_parser("demo", help="emulator + delay service + function, end to end")
+    demo.add_argument("--instances", type=int, default=10)
+    demo.add_argument("--timeout", type=float, default=120.0)
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``reaper`` console script."""
+    args = build_parser().parse_args(argv)
+    jsonlog.configure()
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, ValueError) as exc:
+        print(f"reaper {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""The CloudDC API client (design §2): one shared ``httpx.Client``, explicit timeouts, safe paths.
+
+Every call returns a ``core.ApiAnswer``; HTTP errors and transport failures are answers, not
+exceptions, because the core decides what each one means.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import re
+import time
+from typing import Any, Final
+from urllib.parse import quote
+
+import httpx
+
+from function.core import ApiAnswer
+from function.credentials import TokenSource
+from function.errors import BadEventError
+
+ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_LOG = logging.getLogger("reaper.clouddc")
+_MAX_ERROR_TEXT: Final = 300
+
+
+def check_id(kind: str, value: object) -> str:
+    """Return ``value`` if it is a safe CloudDC id, else raise ``BadEventError`` (422)."""
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+        shown = value[:40] + "..." if isinstance(value, str) and len(value) > 40 else value
+        raise BadEventError(
+            f"{kind} {shown!r} is not a valid id (letters, digits, '_' or '-', at most 64)",
+            status=422,
+        )
+    return value
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+class CloudDCClient:
+    """Calls DeleteInstance, ShowInstanceStatus and ListInstances for one endpoint."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        tokens: TokenSource,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._tokens = tokens
+        self._http = httpx.Client(
+            base_url=endpoint.rstrip("/"),
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            headers={"Accept": "application/json", "User-Agent": "reaper/0.1"},
+            transport=transport,
+        )
+
+    def delete_instance(self, project_id: str, instance_id: str) -> ApiAnswer:
+        """DeleteInstance: 204 means the asynchronous delete was accepted."""
+        return self._call("DELETE", self._instance_path(project_id, instance_id))
+
+    def show_status(self, project_id: str, instance_id: str) -> ApiAnswer:
+        """ShowInstanceStatus: 200 carries ``{"state": ...}``."""
+        return self._call("GET", self._instance_path(project_id, instance_id) + "/status")
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self._http.close()
+
+    @staticmethod
+    def _instance_path(project_id: str, instance_id: str) -> str:
+        project = quote(check_id("project_id", project_id), safe="")
+        instance = quote(check_id("instance_id", instance_id), safe="")
+        return f"/v1/{project}/instances/{instance}"
+
+    def _call(self, method: str, path: str) -> ApiAnswer:
+        headers = {"X-Auth-Token": self._tokens.current().reveal()}
+        started = time.perf_counter()
+        try:
+            response = self._http.request(method, path, headers=headers)
+        except httpx.TimeoutException as exc:
+            return self._failed(method, path, started, "timeout", exc)
+        except httpx.TransportError as exc:
+            return self._failed(method, path, started, "connection-error", exc)
+        answer = _answer_from(response, time.time())
+        _LOG.debug(
+            "clouddc call",
+            extra={
+                "method": method,
+                "path": path,
+                "http_status": response.status_code,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
+        return answer
+
+    @staticmethod
+    def _failed(method: str, path: str, started: float, failure: str, exc: Exception) -> ApiAnswer:
+        _LOG.warning(
+            "clouddc call failed",
+            extra={
+                "method": method,
+                "path": path,
+                "failure": failure,
+                "error_type": type(exc).__name__,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
+        return ApiAnswer(None, failure=failure, error_msg=type(exc).__name__)
+
+
+def _answer_from(response: httpx.Response, now: float) -> ApiAnswer:
+    body = _json_object(response)
+    state = body.get("state")
+    code = body.get("error_code")
+    message = body.get("error_msg")
+    return ApiAnswer(
+        status=response.status_code,
+        state=state if isinstance(state, str) else None,
+        error_code=str(code)[:_MAX_ERROR_TEXT] if code is not None else None,
+        error_msg=str(message)[:_MAX_ERROR_TEXT] if message is not None else None,
+        retry_after=parse_retry_after(response.headers.get("Retry-After"), now),
+    )
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    if not response.content:
+        return {}
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

@@ -1,0 +1,316 @@
+"""The pure decision core: given a step and what the CloudDC API answered, decide what happens next.
+
+No I/O, no clock reads, no environment: ``now`` (epoch seconds), the policy and a ``rand``
+function in [0, 1) are passed in. The shell (``function.reaping``) performs the calls the decisions
+ask for and feeds the answers back until a decision hands the work on (``Schedule``) or ends it
+(``Finish``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Literal
+
+Rand = Callable[[], float]
+Action = Literal["status", "delete"]
+ResultKind = Literal["terminated", "failed", "skipped"]
+
+# State spellings differ between the API reference text and its diagram, and between versions
+# (design §2): normalise before comparing.
+TERMINATED: Final = "terminated"
+FAILED_STATES: Final = frozenset({"failed", "error"})
+SHUTTING_DOWN: Final = "shutting-down"
+DELETABLE_STATES: Final = frozenset({"running", "stopped"})
+_NOT_FOUND_TEXT: Final = re.compile(r"not[ _-]?(?:found|exist)|does not exist|no such", re.I)
+_ACCEPTED: Final = frozenset({200, 202, 204})
+
+
+def normalise_state(state: str | None) -> str | None:
+    """Return the API's state in one spelling (``shutting_down`` -> ``shutting-down``)."""
+    return state.strip().lower().replace("_", "-") if state else None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The knobs of the state machine; built from settings by the shell."""
+
+    check_delay: float = 15.0
+    check_max_delay: float = 300.0
+    deadline: float = 7200.0
+    dry_run: bool = False
+    max_retries: int = 8
+    max_redeletes: int = 3
+    retry_base: float = 2.0
+    retry_max: float = 120.0
+    throttle_min: float = 2.0
+    throttle_max: float = 5.0
+    jitter: float = 0.2
+    max_retry_after: float = 3600.0
+    min_delay: float = 1.0
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything needed to continue reaping one instance with no store: it rides in follow-ups."""
+
+    instance_id: str
+    project_id: str
+    origin_id: str
+    started_at: float
+    deadline_at: float
+    deleted_at: float | None = None
+    checks: int = 0
+    delete_attempts: int = 0
+    failures: int = 0
+    redeletes: int = 0
+
+    @classmethod
+    def new(cls, instance_id: str, project_id: str, origin_id: str, now: float, policy: Policy) -> Job:
+        """Start a job for an instance-expired event received at ``now``."""
+        return cls(instance_id, project_id, origin_id, now, now + policy.deadline)
+
+    def step_key(self, action: Action) -> str:
+        """A label unique along one job's chain: duplicates of a step get the same label."""
+        return f"{action}-d{self.delete_attempts}-c{self.checks}-f{self.failures}-r{self.redeletes}"
+
+
+@dataclass(frozen=True)
+class ApiAnswer:
+    """What one CloudDC call answered; ``status`` is None when no HTTP answer came back."""
+
+    status: int | None
+    state: str | None = None
+    error_code: str | None = None
+    error_msg: str | None = None
+    retry_after: float | None = None
+    failure: str | None = None
+
+    @property
+    def transient(self) -> bool:
+        """True for answers that may succeed when asked again later (429, 5xx, no answer)."""
+        return self.status is None or self.status == 429 or self.status >= 500
+
+    @property
+    def not_found(self) -> bool:
+        """True when the instance does not exist (404, or a 400 that says so)."""
+        if self.status == 404:
+            return True
+        text = f"{self.error_code or ''} {self.error_msg or ''}"
+        return self.status == 400 and bool(_NOT_FOUND_TEXT.search(text))
+
+
+@dataclass(frozen=True)
+class Result:
+    """How reaping one instance ended."""
+
+    kind: ResultKind
+    reason: str | None = None
+    at: float = 0.0
+    already_absent: bool = False
+    state: str | None = None
+    http_status: int | None = None
+    error_code: str | None = None
+    error_msg: str | None = None
+
+
+@dataclass(frozen=True)
+class CallDelete:
+    """Call DeleteInstance now."""
+
+    job: Job
+
+
+@dataclass(frozen=True)
+class CallStatus:
+    """Call ShowInstanceStatus now; ``rejected`` is the DELETE 400 that prompted the read."""
+
+    job: Job
+    rejected: ApiAnswer | None = None
+
+
+@dataclass(frozen=True)
+class ReloadToken:
+    """Re-read the token, then make the same call once more."""
+
+    then: CallDelete | CallStatus
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Hand the work on: deliver a follow-up ``action`` for ``job`` after ``delay`` seconds."""
+
+    action: Action
+    job: Job
+    delay: float
+    why: str
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The job is over; announce ``result``."""
+
+    job: Job
+    result: Result
+
+
+Decision = CallDelete | CallStatus | ReloadToken | Schedule | Finish
+
+
+def start(job: Job, now: float, policy: Policy) -> Decision:
+    """Decide the first step for an expired instance."""
+    if policy.dry_run:
+        return Finish(job, Result("skipped", "dry-run", at=now))
+    if now >= job.deadline_at:
+        return Finish(job, Result("failed", "deadline-exceeded", at=now))
+    return CallDelete(job)
+
+
+def resume(action: Action, job: Job, now: float) -> Decision:
+    """Decide the step for a delivered follow-up."""
+    if action == "status":
+        # A late check still reads the status: the instance may have terminated meanwhile.
+        return CallStatus(job)
+    if now >= job.deadline_at:
+        return Finish(job, Result("failed", "deadline-exceeded", at=now))
+    return CallDelete(job)
+
+
+def check_delay(checks_done: int, policy: Policy, rand: Rand) -> float:
+    """Seconds until the next status check: the first after ``check_delay``, then doubling with jitter."""
+    if checks_done <= 0:
+        return policy.check_delay
+    base = min(policy.check_max_delay, policy.check_delay * 2.0**checks_done)
+    return max(policy.min_delay, base * (1.0 - policy.jitter * rand()))
+
+
+def retry_delay(answer: ApiAnswer, failures: int, policy: Policy, rand: Rand) -> float:
+    """Seconds before retrying after a transient answer; a Retry-After header wins."""
+    if answer.retry_after is not None:
+        return min(max(answer.retry_after, 0.0), policy.max_retry_after)
+    growth = 2.0 ** max(failures - 1, 0)
+    if answer.status == 429:
+        first = policy.throttle_min + (policy.throttle_max - policy.throttle_min) * rand()
+        return min(policy.retry_max, first * growth)
+    base = min(policy.retry_max, policy.retry_base * growth)
+    return max(policy.min_delay, base * (1.0 - policy.jitter * rand()))
+
+
+def on_delete_answer(
+    job: Job, answer: ApiAnswer, now: float, policy: Policy, rand: Rand, *, token_reloaded: bool
+) -> Decision:
+    """Decide what follows a DeleteInstance answer."""
+    if answer.status == 401:
+        return _unauthorized(CallDelete(job), job, answer, now, token_reloaded=token_reloaded)
+    attempted = dataclasses.replace(job, delete_attempts=job.delete_attempts + 1)
+    if answer.status in _ACCEPTED:
+        accepted = dataclasses.replace(
+            attempted,
+            deleted_at=job.deleted_at if job.deleted_at is not None else now,
+            failures=0,
+        )
+        return _schedule_check(accepted, now, policy, rand, "delete accepted")
+    if answer.status == 404:
+        return Finish(attempted, Result("terminated", at=now, already_absent=job.deleted_at is None))
+    if answer.status == 400:
+        # An instance already shutting down may answer 400 (design §2): read before judging.
+        return CallStatus(attempted, rejected=answer)
+    if answer.transient:
+        return _retry("delete", attempted, answer, now, policy, rand)
+    return Finish(attempted, _failure("rejected", answer, now))
+
+
+def on_status_answer(
+    job: Job,
+    answer: ApiAnswer,
+    now: float,
+    policy: Policy,
+    rand: Rand,
+    *,
+    token_reloaded: bool,
+    rejected: ApiAnswer | None = None,
+) -> Decision:
+    """Decide what follows a ShowInstanceStatus answer (``rejected``: the DELETE 400 before it)."""
+    if answer.status == 401:
+        retry = CallStatus(job, rejected)
+        return _unauthorized(retry, job, answer, now, token_reloaded=token_reloaded)
+    if answer.not_found:
+        return Finish(job, Result("terminated", at=now, already_absent=job.deleted_at is None))
+    if answer.status == 200:
+        return _on_state(job, answer, now, policy, rand, rejected)
+    if rejected is not None:
+        return Finish(job, _failure("rejected", rejected, now))
+    if answer.transient or answer.status == 400:
+        return _retry("status", job, answer, now, policy, rand)
+    return Finish(job, _failure("rejected", answer, now))
+
+
+def _on_state(
+    job: Job, answer: ApiAnswer, now: float, policy: Policy, rand: Rand, rejected: ApiAnswer | None
+) -> Decision:
+    state = normalise_state(answer.state)
+    checked = dataclasses.replace(job, checks=job.checks + 1, failures=0)
+    if state == TERMINATED:
+        return Finish(checked, Result("terminated", at=now, state=state))
+    if state in FAILED_STATES:
+        return Finish(checked, _failure("delete-failed", answer, now, state=state))
+    if rejected is not None:
+        if state == SHUTTING_DOWN:
+            accepted = dataclasses.replace(
+                checked, deleted_at=job.deleted_at if job.deleted_at is not None else now
+            )
+            return _schedule_check(accepted, now, policy, rand, "already shutting down")
+        if state in DELETABLE_STATES:
+            return Finish(checked, _failure("rejected", rejected, now, state=state))
+        return _retry("delete", checked, rejected, now, policy, rand)
+    if state in DELETABLE_STATES:
+        if checked.redeletes >= policy.max_redeletes:
+            return Finish(checked, _failure("delete-failed", answer, now, state=state))
+        return CallDelete(dataclasses.replace(checked, redeletes=checked.redeletes + 1))
+    if now >= job.deadline_at:
+        return Finish(checked, _failure("deadline-exceeded", answer, now, state=state))
+    return _schedule_check(checked, now, policy, rand, f"state {state}")
+
+
+def _schedule_check(job: Job, now: float, policy: Policy, rand: Rand, why: str) -> Decision:
+    delay = check_delay(job.checks, policy, rand)
+    return Schedule("status", job, _clamp(delay, job, now, policy), why)
+
+
+def _retry(action: Action, job: Job, answer: ApiAnswer, now: float, policy: Policy, rand: Rand) -> Decision:
+    failures = job.failures + 1
+    failed = dataclasses.replace(job, failures=failures)
+    if failures > policy.max_retries:
+        return Finish(failed, _failure("retries-exhausted", answer, now))
+    if now >= job.deadline_at:
+        return Finish(failed, _failure("deadline-exceeded", answer, now))
+    delay = retry_delay(answer, failures, policy, rand)
+    why = f"retry after {answer.status or answer.failure}"
+    return Schedule(action, failed, _clamp(delay, job, now, policy), why)
+
+
+def _clamp(delay: float, job: Job, now: float, policy: Policy) -> float:
+    """Never schedule past the deadline by more than the minimum delay: the last step decides."""
+    return max(policy.min_delay, min(delay, job.deadline_at - now))
+
+
+def _unauthorized(
+    retry: CallDelete | CallStatus, job: Job, answer: ApiAnswer, now: float, *, token_reloaded: bool
+) -> Decision:
+    if not token_reloaded:
+        return ReloadToken(retry)
+    return Finish(job, _failure("unauthorized", answer, now))
+
+
+def _failure(reason: str, answer: ApiAnswer, now: float, state: str | None = None) -> Result:
+    return Result(
+        "failed",
+        reason,
+        at=now,
+        state=state,
+        http_status=answer.status,
+        error_code=answer.error_code or answer.failure,
+        error_msg=answer.error_msg,
+    )

@@ -1,0 +1,204 @@
+"""The emulator's HTTP face: CloudDC and IAM routes, fault injection, and admin endpoints."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from typing import Any, Final
+
+import flask
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from function.emulator.fleet import Config, Fault, Fleet
+
+_MAX_IDS_PER_LIST: Final = 100
+_MAX_IDS_PER_BATCH: Final = 50
+_THROTTLED: Final = {"error_code": "APIG.0308", "error_msg": "The throttling threshold has been reached"}
+_UNAUTHORIZED: Final = {"error_code": "APIGW.0301", "error_msg": "Incorrect IAM authentication information"}
+
+
+class InjectedResetError(Exception):
+    """Raised after the socket was reset on purpose: nothing more may be written."""
+
+
+def create_app(fleet: Fleet) -> flask.Flask:
+    """Build the emulator's Flask app around ``fleet``."""
+    app = flask.Flask("clouddc-emulator")
+
+    def api_call(call: str, project_id: str, instance_id: str | None) -> Fault | None:
+        if fleet.config.latency:
+            time.sleep(fleet.config.latency)
+        fault = fleet.next_fault(project_id, instance_id, call) if instance_id else None
+        if fault and fault.delay:
+            time.sleep(fault.delay)
+        if fault and fault.reset:
+            fleet.record(_entry(call, project_id, instance_id, None, "reset"))
+            _reset_connection()
+        return fault
+
+    def authorised() -> bool:
+        return fleet.token_valid(flask.request.headers.get("X-Auth-Token"))
+
+    def answer(
+        call: str, project_id: str, instance_id: str | None, status: int, body: Any, **headers: str
+    ) -> flask.Response:
+        fleet.record(_entry(call, project_id, instance_id, status, None))
+        response = flask.make_response(flask.jsonify(body) if body is not None else "", status)
+        response.headers.update(headers)
+        return response
+
+    def faulted(call: str, project_id: str, instance_id: str | None, fault: Fault) -> flask.Response:
+        assert fault.status is not None
+        headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+        body = _THROTTLED if fault.status == 429 else {"error_code": "CDC.5000", "error_msg": "injected"}
+        return answer(call, project_id, instance_id, fault.status, body, **headers)
+
+    @app.delete("/v1/<project_id>/instances/<instance_id>")
+    def delete_instance(project_id: str, instance_id: str) -> flask.Response:
+        fault = api_call("delete", project_id, instance_id)
+        if fault and fault.status:
+            return faulted("delete", project_id, instance_id, fault)
+        if not authorised():
+            return answer("delete", project_id, instance_id, 401, _UNAUTHORIZED)
+        status, body = fleet.delete(project_id, instance_id)
+        return answer("delete", project_id, instance_id, status, body)
+
+    @app.get("/v1/<project_id>/instances/<instance_id>/status")
+    def show_status(project_id: str, instance_id: str) -> flask.Response:
+        fault = api_call("status", project_id, instance_id)
+        if fault and fault.status:
+            return faulted("status", project_id, instance_id, fault)
+        if not authorised():
+            return answer("status", project_id, instance_id, 401, _UNAUTHORIZED)
+        status, body = fleet.status(project_id, instance_id)
+        return answer("status", project_id, instance_id, status, body)
+
+    @app.get("/v1/<project_id>/instances")
+    def list_instances(project_id: str) -> flask.Response:
+        api_call("list", project_id, None)
+        if not authorised():
+            return answer("list", project_id, None, 401, _UNAUTHORIZED)
+        args = flask.request.args
+        ids = [i for i in args.get("instance_id", "").split(",") if i] or None
+        if ids is not None and len(ids) > _MAX_IDS_PER_LIST:
+            body = {"error_code": "CDC.0400", "error_msg": "at most 100 instance ids"}
+            return answer("list", project_id, None, 400, body)
+        states = {s for s in args.get("instance_state", "").split(",") if s} or None
+        limit = min(max(args.get("limit", 100, type=int) or 100, 1), 1000)
+        body = fleet.list_instances(project_id, ids, states, args.get("marker") or None, limit)
+        return answer("list", project_id, None, 200, body)
+
+    @app.post("/v1/<project_id>/instances/batch-delete")
+    def batch_delete(project_id: str) -> flask.Response:
+        api_call("batch-delete", project_id, None)
+        if not authorised():
+            return answer("batch-delete", project_id, None, 401, _UNAUTHORIZED)
+        ids = (flask.request.get_json(silent=True) or {}).get("instance_id_set")
+        if not isinstance(ids, list) or not ids or len(ids) > _MAX_IDS_PER_BATCH:
+            body = {"error_code": "CDC.0400", "error_msg": "instance_id_set: 1 to 50 ids"}
+            return answer("batch-delete", project_id, None, 400, body)
+        for instance_id in ids:
+            fleet.delete(project_id, str(instance_id))
+        return answer("batch-delete", project_id, None, 202, {"instance_id_set": ids})
+
+    @app.post("/v3/auth/tokens")
+    def issue_token() -> flask.Response:
+        body = flask.request.get_json(silent=True) or {}
+        methods = body.get("auth", {}).get("identity", {}).get("methods")
+        if not methods:
+            return answer("iam", "-", None, 400, {"error_code": "IAM.0001", "error_msg": "bad body"})
+        token, expires = fleet.issue_token()
+        expires_at = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(expires))
+        payload = {"token": {"expires_at": expires_at, "methods": methods}}
+        return answer("iam", "-", None, 201, payload, **{"X-Subject-Token": token})
+
+    @app.post("/admin/instances")
+    def admin_add() -> flask.Response:
+        specs = flask.request.get_json()
+        specs = specs if isinstance(specs, list) else [specs]
+        try:
+            added = [fleet.describe(fleet.add(spec)) for spec in specs]
+        except (KeyError, ValueError, TypeError) as exc:
+            return _admin_error(f"bad instance spec: {exc}")
+        return flask.make_response(flask.jsonify(added), 201)
+
+    @app.get("/admin/instances")
+    def admin_instances() -> flask.Response:
+        return flask.jsonify(fleet.snapshot())
+
+    @app.get("/admin/calls")
+    def admin_calls() -> flask.Response:
+        return flask.jsonify(list(fleet.calls))
+
+    @app.post("/admin/config")
+    def admin_config() -> flask.Response:
+        try:
+            fleet.config.update(flask.request.get_json() or {})
+        except KeyError as exc:
+            return _admin_error(f"unknown setting {exc}")
+        return flask.jsonify(vars(fleet.config) | {"token": "***" if fleet.config.token else None})
+
+    @app.post("/admin/reset")
+    def admin_reset() -> flask.Response:
+        fleet.reset()
+        return flask.jsonify({"reset": True})
+
+    @app.post("/admin/tokens/expire")
+    def admin_expire() -> flask.Response:
+        fleet.expire_tokens()
+        return flask.jsonify({"expired": True})
+
+    @app.get("/healthz")
+    def healthz() -> flask.Response:
+        return flask.jsonify({"ok": True})
+
+    @app.errorhandler(InjectedResetError)
+    def _after_reset(_exc: InjectedResetError) -> flask.Response:
+        return flask.make_response("", 500)
+
+    return app
+
+
+def _entry(
+    call: str, project_id: str, instance_id: str | None, status: int | None, fault: str | None
+) -> dict[str, Any]:
+    return {
+        "call": call,
+        "method": flask.request.method,
+        "path": flask.request.path,
+        "project_id": project_id,
+        "instance_id": instance_id,
+        "status": status,
+        "fault": fault,
+    }
+
+
+def _admin_error(message: str) -> flask.Response:
+    return flask.make_response(flask.jsonify({"error": message}), 400)
+
+
+def _reset_connection() -> None:
+    """Abort the TCP connection with an RST, as a crashing load balancer would."""
+    sock = flask.request.environ.get("werkzeug.socket")
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    raise InjectedResetError
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Keep the terminal for the function's decisions."""
+
+    def log_error(self, format: str, *args: Any) -> None:
+        """Resets are injected on purpose; their write errors are expected."""
+
+
+def make_emulator_server(
+    host: str, port: int, config: Config | None = None
+) -> tuple[BaseWSGIServer, Fleet]:
+    """A threaded server for the emulator (port 0 picks a free one) and the fleet behind it."""
+    fleet = Fleet(config)
+    server = make_server(host, port, create_app(fleet), threaded=True, request_handler=_QuietHandler)
+    return server, fleet

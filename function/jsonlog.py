@@ -1,0 +1,69 @@
+"""One JSON line per log record on stderr, with every registered secret redacted.
+
+Plain ``logging`` with a small formatter rather than structlog/python-json-logger: the whole need
+is one ``json.dumps`` and a redaction pass, which is less code than configuring a dependency.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from typing import Any, Final
+
+REDACTED: Final = "[REDACTED]"
+_MIN_SECRET_LEN: Final = 6
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+_STANDARD_ATTRS: Final = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+
+def register_secret(value: str) -> None:
+    """Remember a value that must never appear in any log line."""
+    if len(value) >= _MIN_SECRET_LEN:
+        with _secrets_lock:
+            _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """Replace every registered secret in ``text``."""
+    with _secrets_lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON object: time, level, logger, message and the ``extra`` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render the record as a redacted JSON line."""
+        payload: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                payload[key] = value
+        if record.exc_info:
+            payload["error"] = self.formatException(record.exc_info)
+        return redact(json.dumps(payload, default=str, separators=(",", ":")))
+
+
+def configure(level: str = "INFO") -> None:
+    """Route the ``reaper`` loggers to stderr as JSON lines (idempotent)."""
+    logger = logging.getLogger("reaper")
+    if any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    logger.propagate = False

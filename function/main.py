@@ -1,0 +1,102 @@
+"""functions-framework entry points: ``handle`` (CloudEvent signature) and ``handle_http`` (HTTP).
+
+Both are thin over one ``Reaper``. Status codes are the contract with every trigger:
+2xx handled, 4xx bad request (no side effect, JSON body says why), 5xx hand-off failed (redeliver).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import TypeVar, cast
+
+import flask
+import functions_framework
+from cloudevents.http import CloudEvent
+from werkzeug.exceptions import HTTPException
+
+from function import inbound
+from function.errors import BadEventError, RetryableError, SettingsError
+from function.reaping import Reaper
+from function.runtime import build
+from function.settings import Settings
+
+_LOG = logging.getLogger("reaper.http")
+_ENTERED = "reaper_entered"
+_Handler = TypeVar("_Handler", bound=Callable[..., flask.Response])
+# functions-framework's errorhandler is Flask's, untyped once re-exported: give it its real shape.
+_errorhandler = cast(
+    Callable[[type[Exception]], Callable[[_Handler], _Handler]], functions_framework.errorhandler
+)
+
+
+def _start() -> Reaper:
+    try:
+        return build(Settings.from_env())
+    except SettingsError as exc:
+        # One clear line, not a traceback: a bad setting is an operator's typo.
+        print(f"reaper: bad setting: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+REAPER = _start()
+if flask.has_app_context():
+    # functions-framework loads this module inside its app's context: bound the body size there.
+    flask.current_app.config["MAX_CONTENT_LENGTH"] = REAPER.settings.max_body_bytes
+
+
+def _json_error(status: int, message: str) -> flask.Response:
+    response = flask.jsonify({"error": message, "status": status})
+    response.status_code = status
+    return response
+
+
+@functions_framework.cloud_event
+def handle(event: CloudEvent) -> None:
+    """CloudEvent target: the framework parsed the event; reap and let the status code speak."""
+    flask.g.setdefault(_ENTERED, True)
+    REAPER.handle(inbound.from_cloudevent(event))
+
+
+@functions_framework.http
+def handle_http(request: flask.Request) -> flask.Response:
+    """HTTP target: parse binary or structured CloudEvents ourselves, answer with a JSON outcome."""
+    flask.g.setdefault(_ENTERED, True)
+    event = inbound.from_request(dict(request.headers.items()), request.get_data(cache=False))
+    return flask.jsonify(REAPER.handle(event).as_json())
+
+
+@_errorhandler(BadEventError)
+def _bad_event(exc: BadEventError) -> flask.Response:
+    _LOG.info("rejected", extra={"http_status": exc.status, "error": exc.message})
+    return _json_error(exc.status, exc.message)
+
+
+@_errorhandler(RetryableError)
+def _retryable(exc: RetryableError) -> flask.Response:
+    _LOG.warning("could not hand on; asking the source to redeliver", extra={"error": str(exc)})
+    return _json_error(503, f"temporarily unable to hand on the work: {exc}")
+
+
+@_errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> flask.Response:
+    status = exc.code or 400
+    # The framework's own 400 text echoes request headers: answer with ours instead.
+    message = {
+        400: "not a CloudEvent this function accepts",
+        413: f"body larger than {REAPER.settings.max_body_bytes} bytes",
+    }.get(status, exc.name)
+    return _json_error(status, message)
+
+
+@_errorhandler(Exception)
+def _unexpected(exc: Exception) -> flask.Response:
+    if not flask.g.get(_ENTERED):
+        # functions-framework raised while parsing the request (JSON array, batch body, ...).
+        content_type = (flask.request.content_type or "").lower()
+        if content_type.startswith("application/cloudevents-batch"):
+            return _json_error(415, "batched CloudEvents are not accepted; send one per request")
+        return _json_error(400, f"not a CloudEvent this function accepts ({type(exc).__name__})")
+    _LOG.exception("unexpected error")
+    return _json_error(500, "internal error")

@@ -1,0 +1,51 @@
+"""The ``local`` transport: hands follow-ups to ``reaper delay-service`` over loopback HTTP."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import httpx
+from cloudevents.conversion import to_dict
+from cloudevents.http import CloudEvent
+
+from function.errors import HandOffError
+
+_OK: Final = frozenset({200, 201, 202})
+
+
+class LocalScheduler:
+    """Client of the delay service's ``POST /v1/events``."""
+
+    def __init__(
+        self,
+        service_url: str,
+        target_url: str,
+        *,
+        timeout: float = 5.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._target = target_url
+        self._http = httpx.Client(
+            base_url=service_url.rstrip("/"),
+            timeout=timeout,
+            transport=transport or httpx.HTTPTransport(retries=1),
+        )
+
+    def schedule(self, event: CloudEvent, delay: float, dedup_key: str) -> None:
+        """Ask the delay service to deliver ``event`` to the function after ``delay`` seconds."""
+        body = {
+            "target": self._target,
+            "delay_seconds": delay,
+            "dedup_key": dedup_key,
+            "event": to_dict(event),
+        }
+        try:
+            response = self._http.post("/v1/events", json=body)
+        except httpx.HTTPError as exc:
+            raise HandOffError(f"delay service unreachable: {type(exc).__name__}") from None
+        if response.status_code not in _OK:
+            raise HandOffError(f"delay service answered {response.status_code}")
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self._http.close()

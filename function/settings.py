@@ -1,0 +1,147 @@
+"""The configuration contract (design §5): one frozen object, built once from the environment.
+
+Explicit argument > environment > default. Every problem is reported as one clear line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from function.errors import SettingsError
+from function.secret import Secret
+
+SCHEDULERS: Final = ("local", "cloudtasks", "qstash", "rabbitmq")
+_AVAILABLE_SCHEDULERS: Final = ("local",)
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off", ""})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the function needs to know about its surroundings."""
+
+    endpoint: str
+    project_id: str | None = None
+    auth_token: Secret | None = dataclasses.field(default=None, repr=False)
+    auth_token_file: Path | None = None
+    scheduler: str = "local"
+    self_url: str = "http://127.0.0.1:8080/"
+    delay_service_url: str = "http://127.0.0.1:8089"
+    sink_url: str | None = None
+    check_delay: float = 15.0
+    check_max_delay: float = 300.0
+    deadline: float = 7200.0
+    dry_run: bool = False
+    http_timeout: float = 10.0
+    max_retries: int = 8
+    max_body_bytes: int = 1024 * 1024
+    event_source: str = "/reaper"
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        _require_url("CLOUDDC_ENDPOINT", self.endpoint)
+        _require_url("REAPER_SELF_URL", self.self_url)
+        _require_url("REAPER_DELAY_SERVICE_URL", self.delay_service_url)
+        if self.sink_url is not None:
+            _require_url("K_SINK", self.sink_url)
+        if self.auth_token is None and self.auth_token_file is None:
+            raise SettingsError("set CLOUDDC_AUTH_TOKEN or CLOUDDC_AUTH_TOKEN_FILE")
+        if self.scheduler not in SCHEDULERS:
+            raise SettingsError(
+                f"REAPER_SCHEDULER={self.scheduler!r}: expected one of {', '.join(SCHEDULERS)}"
+            )
+        if self.scheduler not in _AVAILABLE_SCHEDULERS:
+            raise SettingsError(f"REAPER_SCHEDULER={self.scheduler!r} is not available in this build")
+        if self.check_max_delay < self.check_delay:
+            raise SettingsError("REAPER_CHECK_MAX_DELAY must be >= REAPER_CHECK_DELAY")
+        if self.deadline <= self.check_delay:
+            raise SettingsError("REAPER_DEADLINE must be longer than REAPER_CHECK_DELAY")
+
+    def public_view(self) -> dict[str, Any]:
+        """The effective settings as loggable values, secrets masked."""
+        view = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        view["auth_token"] = "***" if self.auth_token is not None else None
+        view["auth_token_file"] = str(self.auth_token_file) if self.auth_token_file else None
+        return view
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build and validate settings from ``environ`` (default ``os.environ``); kwargs win."""
+        env = os.environ if environ is None else environ
+        port = _integer(env, "PORT", 8080)
+        token = env.get("CLOUDDC_AUTH_TOKEN") or None
+        token_file = env.get("CLOUDDC_AUTH_TOKEN_FILE") or None
+        values: dict[str, Any] = {
+            "endpoint": env.get("CLOUDDC_ENDPOINT", ""),
+            "project_id": env.get("CLOUDDC_PROJECT_ID") or None,
+            "auth_token": Secret(token) if token else None,
+            "auth_token_file": Path(token_file) if token_file else None,
+            "scheduler": env.get("REAPER_SCHEDULER", "local").strip().lower(),
+            "self_url": env.get("REAPER_SELF_URL") or f"http://127.0.0.1:{port}/",
+            "delay_service_url": env.get("REAPER_DELAY_SERVICE_URL", "http://127.0.0.1:8089"),
+            "sink_url": env.get("K_SINK") or None,
+            "check_delay": _seconds(env, "REAPER_CHECK_DELAY", 15.0),
+            "check_max_delay": _seconds(env, "REAPER_CHECK_MAX_DELAY", 300.0),
+            "deadline": _seconds(env, "REAPER_DEADLINE", 7200.0),
+            "dry_run": _boolean(env, "REAPER_DRY_RUN", default=False),
+            "http_timeout": _seconds(env, "REAPER_HTTP_TIMEOUT", 10.0),
+            "max_retries": _integer(env, "REAPER_MAX_RETRIES", 8),
+            "max_body_bytes": _integer(env, "REAPER_MAX_BODY_BYTES", 1024 * 1024),
+            "event_source": env.get("REAPER_EVENT_SOURCE", "/reaper"),
+            "log_level": env.get("REAPER_LOG_LEVEL", "INFO").upper(),
+        }
+        if not values["endpoint"]:
+            raise SettingsError("CLOUDDC_ENDPOINT is required (base URL of the CloudDC API)")
+        values.update(overrides)
+        return cls(**values)
+
+
+def _require_url(name: str, value: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingsError(f"{name}={value!r}: expected an http(s) URL")
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise SettingsError(f"{name}={raw!r}: expected a positive number of seconds")
+    return value
+
+
+def _integer(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected a whole number") from None
+    if value <= 0:
+        raise SettingsError(f"{name}={raw!r}: expected a positive whole number")
+    return value
+
+
+def _boolean(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise SettingsError(f"{name}={raw!r}: expected true or false")
