@@ -20,9 +20,10 @@ from urllib.parse import urlsplit
 
 import flask
 import httpx
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer
 
 from function.delaystore import DelayStore, Delivery
+from function.wsgi import threaded_server
 
 _LOG = logging.getLogger("reaper.delay")
 MAX_DELAY: Final = 30 * 24 * 3600.0
@@ -184,11 +185,6 @@ def _json(body: dict[str, Any], status: int) -> flask.Response:
     return response
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """Deliveries are logged as JSON; access lines would only add noise."""
-
-
 class DelayService:
     """The store, the dispatcher and the HTTP server, started and stopped together."""
 
@@ -197,13 +193,7 @@ class DelayService:
             raise ValueError(f"the delay service listens on loopback only, not {host!r}")
         self.store = DelayStore(db_path)
         self.dispatcher = Dispatcher(self.store)
-        self.server: BaseWSGIServer = make_server(
-            host,
-            port,
-            create_app(self.store, self.dispatcher),
-            threaded=True,
-            request_handler=_QuietHandler,
-        )
+        self.server: BaseWSGIServer = threaded_server(host, port, create_app(self.store, self.dispatcher))
 
     def serve_forever(self) -> None:
         """Run until ``shutdown`` (or a signal) stops the server."""

@@ -8,9 +8,10 @@ import time
 from typing import Any, Final
 
 import flask
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer
 
 from function.emulator.fleet import Config, Fault, Fleet
+from function.wsgi import threaded_server
 
 _MAX_IDS_PER_LIST: Final = 100
 _MAX_IDS_PER_BATCH: Final = 50
@@ -187,18 +188,8 @@ def _reset_connection() -> None:
     raise InjectedResetError
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """Keep the terminal for the function's decisions."""
-
-    def log_error(self, format: str, *args: Any) -> None:
-        """Resets are injected on purpose; their write errors are expected."""
-
-
-def make_emulator_server(
-    host: str, port: int, config: Config | None = None
-) -> tuple[BaseWSGIServer, Fleet]:
+def make_emulator_server(host: str, port: int, config: Config | None = None) -> tuple[BaseWSGIServer, Fleet]:
     """A threaded server for the emulator (port 0 picks a free one) and the fleet behind it."""
     fleet = Fleet(config)
-    server = make_server(host, port, create_app(fleet), threaded=True, request_handler=_QuietHandler)
+    server = threaded_server(host, port, create_app(fleet))
     return server, fleet

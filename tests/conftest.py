@@ -1,0 +1,219 @@
+"""Real parts on loopback: the emulator, the delay service and functions-framework as processes."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import pytest
+from cloudevents.conversion import to_binary, to_structured
+from cloudevents.http import CloudEvent
+from werkzeug.wrappers import Request, Response
+
+from function.procs import Process, free_port, function_command, reaper_command
+from function.wsgi import threaded_server
+
+PROJECT = "proj-test"
+TOKEN = "tok-" + secrets.token_hex(24)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy (tests may wait; handlers may not)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def new_id(prefix: str = "i") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+class Emulator:
+    """Client of the emulator process's admin API."""
+
+    def __init__(self, process: Process) -> None:
+        self.process = process
+        self.url = process.url
+        self.http = httpx.Client(base_url=self.url, timeout=10)
+
+    def add(self, instance_id: str, **spec: Any) -> str:
+        self.http.post(
+            "/admin/instances", json={"id": instance_id, "project_id": PROJECT, **spec}
+        ).raise_for_status()
+        return instance_id
+
+    def calls(self, instance_id: str | None = None) -> list[dict[str, Any]]:
+        calls = self.http.get("/admin/calls").json()
+        return [c for c in calls if instance_id is None or c["instance_id"] == instance_id]
+
+    def state(self, instance_id: str) -> str | None:
+        for instance in self.http.get("/admin/instances").json():
+            if instance["id"] == instance_id:
+                return str(instance["state"])
+        return None
+
+    def configure(self, **values: Any) -> None:
+        self.http.post("/admin/config", json=values).raise_for_status()
+
+
+@dataclass
+class Sink:
+    """A result sink (K_SINK) on loopback that keeps every event it receives."""
+
+    url: str = ""
+    events: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    fail_next: int = 0
+
+    def receive(self, body: bytes) -> int:
+        with self.lock:
+            if self.fail_next:
+                self.fail_next -= 1
+                return 503
+            self.events.append(json.loads(body))
+        return 202
+
+    def for_instance(self, instance_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [e for e in self.events if e["data"].get("instance_id") == instance_id]
+
+    def result(self, instance_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        """The single result for an instance, once it arrives."""
+        events = wait_until(lambda: self.for_instance(instance_id), timeout, f"result for {instance_id}")
+        return dict(events[0])
+
+
+@dataclass
+class Function:
+    """A functions-framework process serving reaper."""
+
+    process: Process
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return self.process.url + "/"
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        lines = []
+        for text in self.log().splitlines():
+            if text.startswith("{"):
+                lines.append(json.loads(text))
+        return lines
+
+    def send(self, event: CloudEvent, *, mode: str = "binary") -> httpx.Response:
+        headers, body = to_binary(event) if mode == "binary" else to_structured(event)
+        return httpx.post(self.url, headers=headers, content=body, timeout=15)
+
+
+def expired(instance_id: str, event_id: str | None = None, **data: Any) -> CloudEvent:
+    attributes = {"type": "instance-expired", "source": "/tests", "id": event_id or new_id("ev")}
+    return CloudEvent(attributes, {"instance_id": instance_id, "project_id": PROJECT, **data})
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    port = free_port()
+    log = (tmp_path_factory.mktemp("emulator") / "emulator.log").open("wb")
+    process = Process(
+        reaper_command("emulator", "--port", str(port), "--token", TOKEN, "--termination-seconds", "1.5"),
+        port,
+        stderr=log,
+    ).start()
+    yield Emulator(process)
+    process.stop()
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def delay_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
+    workdir = tmp_path_factory.mktemp("delay")
+    port = free_port()
+    log = (workdir / "delay.log").open("wb")
+    process = Process(
+        reaper_command("delay-service", "--port", str(port), "--db", str(workdir / "delays.sqlite3")),
+        port,
+        stderr=log,
+    ).start()
+    yield process
+    process.stop()
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def sink() -> Iterator[Sink]:
+    collected = Sink()
+
+    @Request.application
+    def app(request: Request) -> Response:
+        return Response("", collected.receive(request.get_data()))
+
+    server = threaded_server("127.0.0.1", 0, app)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    collected.url = f"http://127.0.0.1:{server.server_port}/"
+    yield collected
+    server.shutdown()
+
+
+FunctionFactory = Callable[..., Function]
+
+
+@pytest.fixture(scope="session")
+def function_factory(
+    emulator: Emulator, delay_service: Process, sink: Sink, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FunctionFactory]:
+    started: list[Process] = []
+    logs: list[IO[bytes]] = []
+
+    def start(target: str = "handle", signature: str = "cloudevent", **env: str) -> Function:
+        port = free_port()
+        log_path = tmp_path_factory.mktemp("function") / "function.log"
+        base = {
+            "CLOUDDC_ENDPOINT": emulator.url,
+            "CLOUDDC_PROJECT_ID": PROJECT,
+            "CLOUDDC_AUTH_TOKEN": TOKEN,
+            "REAPER_DELAY_SERVICE_URL": delay_service.url,
+            "REAPER_SELF_URL": f"http://127.0.0.1:{port}/",
+            "K_SINK": sink.url,
+            "REAPER_CHECK_DELAY": "0.5",
+            "REAPER_CHECK_MAX_DELAY": "2",
+            "REAPER_DEADLINE": "60",
+        }
+        merged = {k: v for k, v in {**base, **env}.items() if v is not None}
+        log = log_path.open("wb")
+        logs.append(log)
+        process = Process(function_command(port, target, signature), port, env=merged, stderr=log).start()
+        started.append(process)
+        return Function(process, log_path)
+
+    yield start
+    for process in started:
+        process.stop()
+    for log in logs:
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def function(function_factory: FunctionFactory) -> Function:
+    return function_factory()
+
+
+@pytest.fixture(scope="session")
+def http_function(function_factory: FunctionFactory) -> Function:
+    return function_factory(target="handle_http", signature="http")
