@@ -19,7 +19,7 @@ def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
 
 def _emulator(args: argparse.Namespace) -> int:
     from function.emulator.app import make_emulator_server
-    from function.emulator.fleet import Config
+    from function.emulator.fleet import Config, Fleet
 
     config = Config(
         termination_seconds=args.termination_seconds,
@@ -27,7 +27,7 @@ def _emulator(args: argparse.Namespace) -> int:
         token=args.token,
         retention_seconds=args.retention_seconds,
     )
-    server, fleet = make_emulator_server(args.host, args.port, config)
+    server, fleet = make_emulator_server(args.host, args.port, Fleet(config))
     for number in range(1, args.seed + 1):
         fleet.add({"id": f"i-{number:04d}", "project_id": args.project})
     if args.instances:

@@ -82,11 +82,15 @@ def _retryable(exc: RetryableError) -> flask.Response:
 @_errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> flask.Response:
     status = exc.code or 400
-    # The framework's own 400 text echoes request headers: answer with ours instead.
-    message = {
-        400: "not a CloudEvent this function accepts",
-        413: f"body larger than {REAPER.settings.max_body_bytes} bytes",
-    }.get(status, exc.name)
+    if status == 400:
+        # The framework's own 400 text echoes request headers: answer with ours instead.
+        return _not_parsed("not a CloudEvent this function accepts")
+    message = f"body larger than {REAPER.settings.max_body_bytes} bytes" if status == 413 else exc.name
+    if status == 413:
+        # The HTTP signature's after_request hook re-reads the body unless the response is
+        # streamed; re-reading an oversized body raises again and turns our 413 into a 500.
+        body = flask.json.dumps({"error": message, "status": status})
+        return flask.Response(iter([body]), status=status, mimetype="application/json")
     return _json_error(status, message)
 
 
@@ -94,9 +98,13 @@ def _http_error(exc: HTTPException) -> flask.Response:
 def _unexpected(exc: Exception) -> flask.Response:
     if not flask.g.get(_ENTERED):
         # functions-framework raised while parsing the request (JSON array, batch body, ...).
-        content_type = (flask.request.content_type or "").lower()
-        if content_type.startswith("application/cloudevents-batch"):
-            return _json_error(415, "batched CloudEvents are not accepted; send one per request")
-        return _json_error(400, f"not a CloudEvent this function accepts ({type(exc).__name__})")
+        return _not_parsed(f"not a CloudEvent this function accepts ({type(exc).__name__})")
     _LOG.exception("unexpected error")
     return _json_error(500, "internal error")
+
+
+def _not_parsed(message: str) -> flask.Response:
+    content_type = (flask.request.content_type or "").lower()
+    if content_type.startswith("application/cloudevents-batch"):
+        return _json_error(415, "batched CloudEvents are not accepted; send one per request")
+    return _json_error(400, message)

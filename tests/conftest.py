@@ -171,6 +171,43 @@ def sink() -> Iterator[Sink]:
     server.shutdown()
 
 
+class Receiver:
+    """A loopback HTTP receiver answering from a script of (status, body), then 200; keeps what it took."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[float, str, bytes]] = []
+        self.script: list[int | tuple[int, bytes, str]] = []
+        self.lock = threading.Lock()
+
+        @Request.application
+        def app(request: Request) -> Response:
+            with self.lock:
+                step = self.script.pop(0) if self.script else 200
+                status, body, mimetype = step if isinstance(step, tuple) else (step, b"", "text/plain")
+                if status < 300:
+                    self.received.append((time.monotonic(), request.content_type or "", request.get_data()))
+            return Response(body, status, mimetype=mimetype)
+
+        self.server = threaded_server("127.0.0.1", 0, app)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def ids(self) -> list[str]:
+        with self.lock:
+            return [json.loads(body)["id"] for _, _, body in self.received]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    served = Receiver()
+    yield served
+    served.close()
+
+
 FunctionFactory = Callable[..., Function]
 
 

@@ -17,7 +17,6 @@ from tests.conftest import (
     Sink,
     expired,
     new_id,
-    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -37,7 +36,7 @@ def test_expired_instance_is_deleted_and_followed_to_terminated(
     assert result["data"]["already_absent"] is False
     assert result["data"]["checks"] >= 1
     assert emulator.state(instance) == "terminated"
-    assert [c["call"] for c in emulator.calls(instance)][0] == "delete"
+    assert next(c["call"] for c in emulator.calls(instance)) == "delete"
 
 
 def test_absent_instance_is_reported_already_absent(
@@ -164,7 +163,7 @@ def test_delay_service_restart_loses_nothing(
 def test_status_spellings_and_rejected_delete_on_shutting_down(
     emulator: Emulator, function: Function, sink: Sink
 ) -> None:
-    """A DELETE answered 400 on an instance already shutting down is no failure (and shutting_down is read)."""
+    """A DELETE answered 400 on an instance already shutting down is no failure; shutting_down is read."""
     emulator.configure(delete_in_progress_status=400, shutting_down_spelling="shutting_down")
     try:
         instance = emulator.add(new_id(), termination_seconds=2)

@@ -184,12 +184,13 @@ def _reset_connection() -> None:
     sock = flask.request.environ.get("werkzeug.socket")
     if isinstance(sock, socket.socket):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.close()
+        # shutdown, not close: werkzeug still holds file objects on this socket, so close()
+        # would not release it; the client sees the connection drop with no answer.
+        sock.shutdown(socket.SHUT_RDWR)
     raise InjectedResetError
 
 
-def make_emulator_server(host: str, port: int, config: Config | None = None) -> tuple[BaseWSGIServer, Fleet]:
+def make_emulator_server(host: str, port: int, fleet: Fleet | None = None) -> tuple[BaseWSGIServer, Fleet]:
     """A threaded server for the emulator (port 0 picks a free one) and the fleet behind it."""
-    fleet = Fleet(config)
-    server = threaded_server(host, port, create_app(fleet))
-    return server, fleet
+    fleet = fleet or Fleet(Config())
+    return threaded_server(host, port, create_app(fleet)), fleet

@@ -1,0 +1,89 @@
+"""The IAM token never appears in a log line, an event, an error body or a repr — on every path."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from pathlib import Path
+
+import httpx
+import pytest
+
+from function import jsonlog
+from function.credentials import TokenSource
+from function.secret import Secret
+from function.settings import Settings
+from tests.conftest import TOKEN, Emulator, FunctionFactory, Sink, expired, new_id
+
+pytestmark = pytest.mark.integration
+
+
+def test_token_absent_from_logs_events_and_bodies_on_every_path(
+    emulator: Emulator, function_factory: FunctionFactory, sink: Sink, tmp_path: Path
+) -> None:
+    """Success, 401 (env and file token), hand-off failure and bad input all keep the token out."""
+    wrong_env = "wrong-" + secrets.token_hex(24)
+    wrong_file = "filetok-" + secrets.token_hex(24)
+    token_file = tmp_path / "token"
+    token_file.write_text(wrong_file + "\n")
+    good = function_factory(REAPER_LOG_LEVEL="DEBUG")
+    bad_env = function_factory(CLOUDDC_AUTH_TOKEN=wrong_env, REAPER_LOG_LEVEL="DEBUG")
+    bad_file = function_factory(CLOUDDC_AUTH_TOKEN="", CLOUDDC_AUTH_TOKEN_FILE=str(token_file))
+    no_handoff = function_factory(REAPER_DELAY_SERVICE_URL="http://127.0.0.1:9")
+    http_target = function_factory(target="handle_http", signature="http", CLOUDDC_AUTH_TOKEN=wrong_env)
+
+    ok, unauthorized, unauthorized_file, stuck, via_http = (emulator.add(new_id()) for _ in range(5))
+    bodies = [
+        good.send(expired(ok)).text,
+        bad_env.send(expired(unauthorized)).text,
+        bad_file.send(expired(unauthorized_file)).text,
+        no_handoff.send(expired(stuck)).text,
+        http_target.send(expired(via_http)).text,
+        httpx.post(good.url, content=b"[]", headers={"content-type": "application/cloudevents+json"}).text,
+    ]
+    assert sink.result(ok)["type"] == "instance-terminated"
+    for instance in (unauthorized, unauthorized_file, via_http):
+        result = sink.result(instance)
+        assert result["type"] == "instance-deletion-failed"
+        assert result["data"]["reason"] == "unauthorized"
+        assert result["data"]["http_status"] == 401
+    # The file token was re-read once after the first 401: two DELETEs, both 401.
+    assert [c["status"] for c in emulator.calls(unauthorized_file)] == [401, 401]
+
+    logs = "".join(f.log() for f in (good, bad_env, bad_file, no_handoff, http_target))
+    events = json.dumps(sink.events)
+    assert "X-Auth-Token" not in logs
+    for token in (TOKEN, wrong_env, wrong_file):
+        assert token not in logs
+        assert token not in events
+        assert all(token not in body for body in bodies)
+
+
+def test_reprs_and_settings_view_mask_the_token(tmp_path: Path) -> None:
+    """Secret, TokenSource and Settings never show the token through repr, str or the start-up view."""
+    token = "tok-" + secrets.token_hex(20)
+    secret = Secret(token)
+    assert token not in repr(secret)
+    assert token not in str(secret)
+    assert token not in f"{secret}"
+    settings = Settings.from_env({"CLOUDDC_ENDPOINT": "http://127.0.0.1:1", "CLOUDDC_AUTH_TOKEN": token})
+    assert token not in repr(settings)
+    assert token not in json.dumps(settings.public_view(), default=str)
+    (tmp_path / "t").write_text(token)
+    assert token not in repr(TokenSource(token_file=tmp_path / "t"))
+    with pytest.raises(TypeError):
+        __import__("pickle").dumps(secret)
+
+
+def test_log_formatter_redacts_registered_secrets(caplog: pytest.LogCaptureFixture) -> None:
+    """Even a careless log call that includes a token prints [REDACTED] instead."""
+    token = "tok-" + secrets.token_hex(20)
+    Secret(token)
+    record = logging.makeLogRecord(
+        {"msg": f"calling with {token}", "name": "reaper.x", "levelno": 20, "levelname": "INFO"}
+    )
+    record.__dict__["header"] = {"X-Auth-Token": token}
+    line = jsonlog.JsonFormatter().format(record)
+    assert token not in line
+    assert jsonlog.REDACTED in line
