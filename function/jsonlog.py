@@ -57,12 +57,21 @@ class JsonFormatter(logging.Formatter):
         return redact(json.dumps(payload, default=str, separators=(",", ":")))
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record arrives (runners and tests swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Emit to the current stderr."""
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def configure(level: str = "INFO") -> None:
     """Route the ``reaper`` loggers to stderr as JSON lines (idempotent)."""
     logger = logging.getLogger("reaper")
     if any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     logger.addHandler(handler)
     logger.setLevel(level.upper())

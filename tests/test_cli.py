@@ -1,0 +1,82 @@
+"""The ``reaper`` command and the function's start-up, as an operator meets them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from function import cli
+from function.procs import Process, free_port, function_command, reaper_command
+
+pytestmark = pytest.mark.integration
+
+
+def test_bad_setting_stops_the_function_with_one_line() -> None:
+    """functions-framework exits non-zero at start, printing one line that names the bad setting."""
+    env = {**os.environ, "CLOUDDC_ENDPOINT": "http://127.0.0.1:1", "CLOUDDC_AUTH_TOKEN": "t-123456",
+           "REAPER_CHECK_DELAY": "soon"}  # fmt: skip
+    done = subprocess.run(
+        function_command(free_port()), env=env, capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == 2
+    lines = done.stderr.decode().strip().splitlines()
+    assert lines[-1] == "reaper: bad setting: REAPER_CHECK_DELAY='soon': expected a number of seconds"
+    assert "Traceback" not in done.stderr.decode()
+
+
+def test_emulator_command_seeds_and_loads_instances(tmp_path: Path) -> None:
+    """`reaper emulator --seed N --instances FILE` serves the seeded and listed instances."""
+    specs = tmp_path / "instances.json"
+    specs.write_text(json.dumps([{"id": "extra-1", "project_id": "p2", "outcome": "stuck"}]))
+    port = free_port()
+    emulator = Process(
+        reaper_command(
+            "emulator", "--port", str(port), "--seed", "3", "--project", "p1", "--instances", str(specs)
+        ),
+        port,
+        stderr=subprocess.DEVNULL,
+    ).start()
+    try:
+        ids = sorted(i["id"] for i in httpx.get(f"{emulator.url}/admin/instances").json())
+        assert ids == ["extra-1", "i-0001", "i-0002", "i-0003"]
+    finally:
+        emulator.stop()
+
+
+def test_delay_service_refuses_non_loopback(capsys: pytest.CaptureFixture[str]) -> None:
+    """`reaper delay-service --host 0.0.0.0` fails with a clear message and exit code 2."""
+    assert cli.main(["delay-service", "--host", "0.0.0.0", "--port", "0"]) == 2
+    assert "loopback only" in capsys.readouterr().err
+
+
+def test_usage_errors() -> None:
+    """A missing subcommand is a usage error."""
+    with pytest.raises(SystemExit) as caught:
+        cli.main([])
+    assert caught.value.code == 2
+
+
+def test_demo_runs_to_its_summary() -> None:
+    """`reaper demo` with a few instances ends with every instance terminated or explained, no leftovers."""
+    done = subprocess.run(
+        [sys.executable, "-m", "function.cli", "demo", "--instances", "3", "--timeout", "90"],
+        capture_output=True,
+        timeout=150,
+        check=False,
+    )
+    out = done.stdout.decode()
+    assert done.returncode == 0, out + done.stderr.decode()
+    assert "summary" in out
+    assert "3 terminated, 0 failed with a reason, 0 without a result" in out
+    workdir = next(line.split(": ")[1] for line in out.splitlines() if line.startswith("function log"))
+    workdir = str(Path(workdir).parent)
+    # The delay service's --db lives in the demo's workdir: nothing started there may still run.
+    leftovers = subprocess.run(["pgrep", "-f", workdir], capture_output=True, check=False)
+    assert leftovers.stdout.decode().split() == []
+    assert leftovers.returncode == 1
