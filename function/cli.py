@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -46,6 +47,21 @@ def _delay_service(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rabbitmq_relay(args: argparse.Namespace) -> int:
+    from function.rabbitmq_relay import Relay
+    from function.secret import Secret
+
+    relay = Relay(Secret(args.url), args.queue, args.target, prefetch=args.prefetch)
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        relay.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    relay.run()
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from function.demo import run_demo
 
@@ -74,6 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     delay.add_argument("--port", type=int, default=8089)
     delay.add_argument("--db", default="reaper-delays.sqlite3")
     delay.set_defaults(run=_delay_service)
+
+    relay = commands.add_parser("rabbitmq-relay", help="consume the input queue, POST to the function")
+    relay.add_argument("--target", required=True, help="the function's URL")
+    relay.add_argument(
+        "--url",
+        default=os.environ.get("REAPER_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+        help="broker URL (default: $REAPER_RABBITMQ_URL or the local broker)",
+    )
+    relay.add_argument("--queue", default=os.environ.get("REAPER_RABBITMQ_QUEUE", "reaper.events"))
+    relay.add_argument("--prefetch", type=int, default=16)
+    relay.set_defaults(run=_rabbitmq_relay)
 
     demo = commands.add_parser("demo", help="emulator + delay service + function, end to end")
     demo.add_argument("--instances", type=int, default=10)

@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 from function import inbound
 from function.errors import BadEventError, RetryableError, SettingsError
 from function.reaping import Reaper
-from function.runtime import build
+from function.runtime import build, qstash_verifier
 from function.settings import Settings
 
 _LOG = logging.getLogger("reaper.http")
@@ -41,9 +41,21 @@ def _start() -> Reaper:
 
 
 REAPER = _start()
+QSTASH_VERIFIER = qstash_verifier(REAPER.settings)
+
+
+def _verify_qstash() -> None:
+    """Refuse (401) a delivery without a valid Upstash-Signature, before anything else runs."""
+    assert QSTASH_VERIFIER is not None
+    body = flask.request.get_data(cache=True)  # cached: the framework parses it afterwards
+    QSTASH_VERIFIER.verify(flask.request.headers.get("Upstash-Signature"), body)
+
+
 if flask.has_app_context():
-    # functions-framework loads this module inside its app's context: bound the body size there.
+    # functions-framework loads this module inside its app's context: configure that app.
     flask.current_app.config["MAX_CONTENT_LENGTH"] = REAPER.settings.max_body_bytes
+    if QSTASH_VERIFIER is not None:
+        flask.current_app.before_request(_verify_qstash)
 
 
 def _json_error(status: int, message: str) -> flask.Response:

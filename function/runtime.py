@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from function import jsonlog, schedulers
 from function.clouddc import CloudDCClient
@@ -10,6 +11,9 @@ from function.credentials import TokenSource
 from function.reaping import Reaper
 from function.results import ResultSink
 from function.settings import Settings
+
+if TYPE_CHECKING:
+    from function.schedulers.qstash import SignatureVerifier
 
 _LOG = logging.getLogger("reaper.start")
 
@@ -27,3 +31,13 @@ def build(settings: Settings) -> Reaper:
     )
     _LOG.info("settings", extra={"settings": settings.public_view()})
     return reaper
+
+
+def qstash_verifier(settings: Settings) -> SignatureVerifier | None:
+    """A verifier for QStash deliveries when signing keys are configured, else None."""
+    keys = [k for k in (settings.qstash_current_signing_key, settings.qstash_next_signing_key) if k]
+    if not keys:
+        return None
+    from function.schedulers.qstash import SignatureVerifier
+
+    return SignatureVerifier(settings.self_url, keys)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,8 @@ from function.errors import SettingsError
 from function.secret import Secret
 
 SCHEDULERS: Final = ("local", "cloudtasks", "qstash", "rabbitmq")
-_AVAILABLE_SCHEDULERS: Final = ("local",)
+CLOUDTASKS_QUEUE: Final = re.compile(r"^projects/[^/]+/locations/[^/]+/queues/[^/]+$")
+CLOUDTASKS_MAX_DELAY: Final = 30 * 24 * 3600.0
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off", ""})
 
@@ -44,6 +46,17 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     event_source: str = "/reaper"
     log_level: str = "INFO"
+    cloudtasks_queue: str | None = None
+    cloudtasks_service_account: str | None = None
+    cloudtasks_audience: str | None = None
+    cloudtasks_api: str = "https://cloudtasks.googleapis.com"
+    metadata_host: str = "metadata.google.internal"
+    qstash_url: str = "https://qstash.upstash.io"
+    qstash_token: Secret | None = dataclasses.field(default=None, repr=False)
+    qstash_current_signing_key: Secret | None = dataclasses.field(default=None, repr=False)
+    qstash_next_signing_key: Secret | None = dataclasses.field(default=None, repr=False)
+    rabbitmq_url: Secret = dataclasses.field(default=Secret("amqp://guest:guest@127.0.0.1:5672/"), repr=False)
+    rabbitmq_queue: str = "reaper.events"
 
     def __post_init__(self) -> None:
         _require_url("CLOUDDC_ENDPOINT", self.endpoint)
@@ -57,17 +70,40 @@ class Settings:
             raise SettingsError(
                 f"REAPER_SCHEDULER={self.scheduler!r}: expected one of {', '.join(SCHEDULERS)}"
             )
-        if self.scheduler not in _AVAILABLE_SCHEDULERS:
-            raise SettingsError(f"REAPER_SCHEDULER={self.scheduler!r} is not available in this build")
         if self.check_max_delay < self.check_delay:
             raise SettingsError("REAPER_CHECK_MAX_DELAY must be >= REAPER_CHECK_DELAY")
         if self.deadline <= self.check_delay:
             raise SettingsError("REAPER_DEADLINE must be longer than REAPER_CHECK_DELAY")
+        self._check_transport()
+
+    def _check_transport(self) -> None:
+        if self.scheduler == "cloudtasks":
+            if not self.cloudtasks_queue or not CLOUDTASKS_QUEUE.match(self.cloudtasks_queue):
+                raise SettingsError(
+                    "REAPER_CLOUDTASKS_QUEUE must be projects/PROJECT/locations/LOCATION/queues/QUEUE"
+                )
+            if not self.cloudtasks_service_account:
+                raise SettingsError("REAPER_CLOUDTASKS_SERVICE_ACCOUNT is required (the OIDC identity)")
+            if self.deadline > CLOUDTASKS_MAX_DELAY:
+                raise SettingsError("REAPER_DEADLINE exceeds Cloud Tasks' 30-day scheduling limit")
+            _require_url("REAPER_CLOUDTASKS_API", self.cloudtasks_api)
+        if self.scheduler == "qstash":
+            if self.qstash_token is None:
+                raise SettingsError("QSTASH_TOKEN is required for REAPER_SCHEDULER=qstash")
+            _require_url("QSTASH_URL", self.qstash_url)
+        if self.scheduler == "rabbitmq":
+            if urlsplit(self.rabbitmq_url.reveal()).scheme not in ("amqp", "amqps"):
+                raise SettingsError("REAPER_RABBITMQ_URL must be an amqp:// or amqps:// URL")
+            if not self.rabbitmq_queue:
+                raise SettingsError("REAPER_RABBITMQ_QUEUE must not be empty")
 
     def public_view(self) -> dict[str, Any]:
         """The effective settings as loggable values, secrets masked."""
         view = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        view["auth_token"] = "***" if self.auth_token is not None else None
+        for name, value in view.items():
+            if isinstance(value, Secret):
+                view[name] = "***"
+        view["rabbitmq_url"] = _mask_password(self.rabbitmq_url.reveal())
         view["auth_token_file"] = str(self.auth_token_file) if self.auth_token_file else None
         return view
 
@@ -96,11 +132,35 @@ class Settings:
             "max_body_bytes": _integer(env, "REAPER_MAX_BODY_BYTES", 1024 * 1024),
             "event_source": env.get("REAPER_EVENT_SOURCE", "/reaper"),
             "log_level": env.get("REAPER_LOG_LEVEL", "INFO").upper(),
+            "cloudtasks_queue": env.get("REAPER_CLOUDTASKS_QUEUE") or None,
+            "cloudtasks_service_account": env.get("REAPER_CLOUDTASKS_SERVICE_ACCOUNT") or None,
+            "cloudtasks_audience": env.get("REAPER_CLOUDTASKS_AUDIENCE") or None,
+            "cloudtasks_api": env.get("REAPER_CLOUDTASKS_API") or "https://cloudtasks.googleapis.com",
+            "metadata_host": env.get("GCE_METADATA_HOST") or "metadata.google.internal",
+            "qstash_url": env.get("QSTASH_URL") or "https://qstash.upstash.io",
+            "qstash_token": _secret(env, "QSTASH_TOKEN"),
+            "qstash_current_signing_key": _secret(env, "QSTASH_CURRENT_SIGNING_KEY"),
+            "qstash_next_signing_key": _secret(env, "QSTASH_NEXT_SIGNING_KEY"),
+            "rabbitmq_url": Secret(env.get("REAPER_RABBITMQ_URL") or "amqp://guest:guest@127.0.0.1:5672/"),
+            "rabbitmq_queue": env.get("REAPER_RABBITMQ_QUEUE", "reaper.events"),
         }
         if not values["endpoint"]:
             raise SettingsError("CLOUDDC_ENDPOINT is required (base URL of the CloudDC API)")
         values.update(overrides)
         return cls(**values)
+
+
+def _secret(env: Mapping[str, str], name: str) -> Secret | None:
+    value = env.get(name)
+    return Secret(value) if value else None
+
+
+def _mask_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
 
 
 def _require_url(name: str, value: str) -> None:

@@ -176,6 +176,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.received: list[tuple[float, str, bytes]] = []
+        self.headers: list[dict[str, str]] = []
         self.script: list[int | tuple[int, bytes, str]] = []
         self.lock = threading.Lock()
 
@@ -186,6 +187,7 @@ class Receiver:
                 status, body, mimetype = step if isinstance(step, tuple) else (step, b"", "text/plain")
                 if status < 300:
                     self.received.append((time.monotonic(), request.content_type or "", request.get_data()))
+                    self.headers.append({k.lower(): v for k, v in request.headers.items()})
             return Response(body, status, mimetype=mimetype)
 
         self.server = threaded_server("127.0.0.1", 0, app)
@@ -194,7 +196,10 @@ class Receiver:
 
     def ids(self) -> list[str]:
         with self.lock:
-            return [json.loads(body)["id"] for _, _, body in self.received]
+            return [
+                headers.get("ce-id") or json.loads(body)["id"]
+                for (_, _, body), headers in zip(self.received, self.headers, strict=True)
+            ]
 
     def close(self) -> None:
         self.server.shutdown()

@@ -52,7 +52,6 @@ def test_environment_is_read_and_arguments_win() -> None:
         ({**BASE, "CLOUDDC_ENDPOINT": "ftp://x"}, "CLOUDDC_ENDPOINT"),
         ({"CLOUDDC_ENDPOINT": "http://h"}, "CLOUDDC_AUTH_TOKEN"),
         ({**BASE, "REAPER_SCHEDULER": "carrier-pigeon"}, "expected one of"),
-        ({**BASE, "REAPER_SCHEDULER": "qstash"}, "not available"),
         ({**BASE, "REAPER_CHECK_DELAY": "soon"}, "number of seconds"),
         ({**BASE, "REAPER_CHECK_DELAY": "-1"}, "positive"),
         ({**BASE, "REAPER_CHECK_DELAY": "nan"}, "positive"),

@@ -25,4 +25,30 @@ def from_settings(settings: Settings) -> Scheduler:
         from function.schedulers.local import LocalScheduler
 
         return LocalScheduler(settings.delay_service_url, settings.self_url, timeout=settings.http_timeout)
-    raise NotImplementedError(settings.scheduler)  # refused earlier by Settings
+    if settings.scheduler == "cloudtasks":
+        from function.schedulers.cloudtasks import CloudTasksScheduler
+
+        assert settings.cloudtasks_queue is not None
+        assert settings.cloudtasks_service_account is not None
+        return CloudTasksScheduler(
+            queue=settings.cloudtasks_queue,
+            target_url=settings.self_url,
+            service_account=settings.cloudtasks_service_account,
+            audience=settings.cloudtasks_audience,
+            api_base=settings.cloudtasks_api,
+            metadata_host=settings.metadata_host,
+            timeout=settings.http_timeout,
+        )
+    if settings.scheduler == "qstash":
+        from function.schedulers.qstash import QStashScheduler
+
+        assert settings.qstash_token is not None
+        return QStashScheduler(
+            base_url=settings.qstash_url,
+            token=settings.qstash_token,
+            target_url=settings.self_url,
+            timeout=settings.http_timeout,
+        )
+    from function.schedulers.rabbitmq import RabbitMQScheduler
+
+    return RabbitMQScheduler(settings.rabbitmq_url, settings.rabbitmq_queue)
