@@ -17,6 +17,7 @@ from jsonschema import Draft202012Validator
 
 from function.core import Job, Result
 from function.errors import BadEventError
+from function.sweep import BatchJob
 
 INSTANCE_EXPIRED: Final = "instance-expired"
 INSTANCE_STATUS_CHECK: Final = "instance-status-check"
@@ -24,7 +25,11 @@ INSTANCE_DELETE_RETRY: Final = "instance-delete-retry"
 INSTANCE_TERMINATED: Final = "instance-terminated"
 INSTANCE_DELETION_FAILED: Final = "instance-deletion-failed"
 INSTANCE_DELETION_SKIPPED: Final = "instance-deletion-skipped"
-INBOUND_TYPES: Final = (INSTANCE_EXPIRED, INSTANCE_STATUS_CHECK, INSTANCE_DELETE_RETRY)
+INSTANCE_SWEEP: Final = "instance-sweep"
+INSTANCE_BATCH_DELETE: Final = "instance-batch-delete"
+INSTANCE_BATCH_CHECK: Final = "instance-batch-check"
+SWEEP_TYPES: Final = (INSTANCE_SWEEP, INSTANCE_BATCH_DELETE, INSTANCE_BATCH_CHECK)
+INBOUND_TYPES: Final = (INSTANCE_EXPIRED, INSTANCE_STATUS_CHECK, INSTANCE_DELETE_RETRY, *SWEEP_TYPES)
 RESULT_TYPES: Final = {
     "terminated": INSTANCE_TERMINATED,
     "failed": INSTANCE_DELETION_FAILED,
@@ -98,6 +103,37 @@ def job_from_data(data: dict[str, Any]) -> Job:
         deleted_at=parse_time(deleted) if deleted else None,
         checks=data["checks"],
         delete_attempts=data["delete_attempts"],
+        failures=data["failures"],
+        redeletes=data["redeletes"],
+    )
+
+
+def batch_to_data(job: BatchJob) -> dict[str, Any]:
+    """Serialise a batch job as the data of a batch follow-up."""
+    return {
+        "project_id": job.project_id,
+        "instance_ids": list(job.instance_ids),
+        "origin_event_id": job.origin_id,
+        "started_at": rfc3339(job.started_at),
+        "deadline_at": rfc3339(job.deadline_at),
+        "deleted_at": rfc3339(job.deleted_at) if job.deleted_at is not None else None,
+        "checks": job.checks,
+        "failures": job.failures,
+        "redeletes": job.redeletes,
+    }
+
+
+def batch_from_data(data: dict[str, Any]) -> BatchJob:
+    """Rebuild a batch job from a batch follow-up's (already validated) data."""
+    deleted = data.get("deleted_at")
+    return BatchJob(
+        project_id=data["project_id"],
+        instance_ids=tuple(data["instance_ids"]),
+        origin_id=data["origin_event_id"],
+        started_at=parse_time(data["started_at"]),
+        deadline_at=parse_time(data["deadline_at"]),
+        deleted_at=parse_time(deleted) if deleted else None,
+        checks=data["checks"],
         failures=data["failures"],
         redeletes=data["redeletes"],
     )

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+import httpx
+
 from function import jsonlog
 
 
@@ -62,6 +64,12 @@ def _rabbitmq_relay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _send(args: argparse.Namespace) -> int:
+    from function.send import send
+
+    return send(args.url, args.shape, None if args.sweep else args.instance, args.project, args.secret)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from function.demo import run_demo
 
@@ -102,6 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
     relay.add_argument("--prefetch", type=int, default=16)
     relay.set_defaults(run=_rabbitmq_relay)
 
+    from function.send import SHAPES
+
+    sender = commands.add_parser("send", help="fire an instance-expired or sweep event at a URL")
+    sender.add_argument("url")
+    target = sender.add_mutually_exclusive_group(required=True)
+    target.add_argument("--instance", help="the expired instance's id")
+    target.add_argument("--sweep", action="store_true", help="send an instance-sweep instead")
+    sender.add_argument("--project", default=os.environ.get("CLOUDDC_PROJECT_ID"))
+    sender.add_argument("--as", dest="shape", choices=SHAPES, default="binary")
+    sender.add_argument("--secret", default=os.environ.get("REAPER_WEBHOOK_SECRET"), help="webhook key")
+    sender.set_defaults(run=_send)
+
     demo = commands.add_parser("demo", help="emulator + delay service + function, end to end")
     demo.add_argument("--instances", type=int, default=10)
     demo.add_argument("--timeout", type=float, default=120.0)
@@ -118,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args))
     except KeyboardInterrupt:
         return 130
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, httpx.HTTPError) as exc:
         print(f"reaper {args.command}: {exc}", file=sys.stderr)
         return 2
 

@@ -79,6 +79,38 @@ class CloudDCClient:
         """ShowInstanceStatus: 200 carries ``{"state": ...}``."""
         return self._call("GET", self._instance_path(project_id, instance_id) + "/status")
 
+    def list_instances(
+        self,
+        project_id: str,
+        *,
+        instance_ids: tuple[str, ...] | None = None,
+        marker: str | None = None,
+        limit: int = 100,
+    ) -> tuple[ApiAnswer, list[dict[str, Any]], str | None]:
+        """ListInstances: one page of records and the next marker (``instance_id`` takes <= 100 ids)."""
+        params: dict[str, str | int] = {"limit": limit}
+        if instance_ids:
+            params["instance_id"] = ",".join(check_id("instance_id", i) for i in instance_ids)
+        if marker:
+            params["marker"] = marker
+        project = quote(check_id("project_id", project_id), safe="")
+        answer, body = self._call_json("GET", f"/v1/{project}/instances", params=params)
+        records = body.get("instances") if answer.status == 200 else None
+        page_info = body.get("page_info") or {}
+        next_marker = page_info.get("next_marker") if isinstance(page_info, dict) else None
+        return (
+            answer,
+            [r for r in records if isinstance(r, dict)] if isinstance(records, list) else [],
+            str(next_marker) if next_marker else None,
+        )
+
+    def batch_delete(self, project_id: str, instance_ids: tuple[str, ...]) -> ApiAnswer:
+        """DeleteInstances (batch): 202 means the deletes were accepted."""
+        body = {"instance_id_set": [check_id("instance_id", i) for i in instance_ids]}
+        project = quote(check_id("project_id", project_id), safe="")
+        answer, _ = self._call_json("POST", f"/v1/{project}/instances/batch-delete", json=body)
+        return answer
+
     def close(self) -> None:
         """Release pooled connections."""
         self._http.close()
@@ -90,15 +122,19 @@ class CloudDCClient:
         return f"/v1/{project}/instances/{instance}"
 
     def _call(self, method: str, path: str) -> ApiAnswer:
+        return self._call_json(method, path)[0]
+
+    def _call_json(self, method: str, path: str, **kwargs: Any) -> tuple[ApiAnswer, dict[str, Any]]:
         headers = {"X-Auth-Token": self._tokens.current().reveal()}
         started = time.perf_counter()
         try:
-            response = self._http.request(method, path, headers=headers)
+            response = self._http.request(method, path, headers=headers, **kwargs)
         except httpx.TimeoutException as exc:
-            return self._failed(method, path, started, "timeout", exc)
+            return self._failed(method, path, started, "timeout", exc), {}
         except httpx.TransportError as exc:
-            return self._failed(method, path, started, "connection-error", exc)
-        answer = _answer_from(response, time.time())
+            return self._failed(method, path, started, "connection-error", exc), {}
+        body = _json_object(response)
+        answer = _answer_from(response, body, time.time())
         _LOG.debug(
             "clouddc call",
             extra={
@@ -108,7 +144,7 @@ class CloudDCClient:
                 "latency_ms": round((time.perf_counter() - started) * 1000, 2),
             },
         )
-        return answer
+        return answer, body
 
     @staticmethod
     def _failed(method: str, path: str, started: float, failure: str, exc: Exception) -> ApiAnswer:
@@ -125,8 +161,7 @@ class CloudDCClient:
         return ApiAnswer(None, failure=failure, error_msg=type(exc).__name__)
 
 
-def _answer_from(response: httpx.Response, now: float) -> ApiAnswer:
-    body = _json_object(response)
+def _answer_from(response: httpx.Response, body: dict[str, Any], now: float) -> ApiAnswer:
     state = body.get("state")
     code = body.get("error_code")
     message = body.get("error_msg")

@@ -219,7 +219,7 @@ def on_delete_answer(
         return CallStatus(attempted, rejected=answer)
     if answer.transient:
         return _retry("delete", attempted, answer, now, policy, rand)
-    return Finish(attempted, _failure("rejected", answer, now))
+    return Finish(attempted, failure("rejected", answer, now))
 
 
 def on_status_answer(
@@ -241,10 +241,10 @@ def on_status_answer(
     if answer.status == 200:
         return _on_state(job, answer, now, policy, rand, rejected)
     if rejected is not None:
-        return Finish(job, _failure("rejected", rejected, now))
+        return Finish(job, failure("rejected", rejected, now))
     if answer.transient or answer.status == 400:
         return _retry("status", job, answer, now, policy, rand)
-    return Finish(job, _failure("rejected", answer, now))
+    return Finish(job, failure("rejected", answer, now))
 
 
 def _on_state(
@@ -255,7 +255,7 @@ def _on_state(
     if state == TERMINATED:
         return Finish(checked, Result("terminated", at=now, state=state))
     if state in FAILED_STATES:
-        return Finish(checked, _failure("delete-failed", answer, now, state=state))
+        return Finish(checked, failure("delete-failed", answer, now, state=state))
     if rejected is not None:
         if state == SHUTTING_DOWN:
             accepted = dataclasses.replace(
@@ -263,14 +263,14 @@ def _on_state(
             )
             return _schedule_check(accepted, now, policy, rand, "already shutting down")
         if state in DELETABLE_STATES:
-            return Finish(checked, _failure("rejected", rejected, now, state=state))
+            return Finish(checked, failure("rejected", rejected, now, state=state))
         return _retry("delete", checked, rejected, now, policy, rand)
     if state in DELETABLE_STATES:
         if checked.redeletes >= policy.max_redeletes:
-            return Finish(checked, _failure("delete-failed", answer, now, state=state))
+            return Finish(checked, failure("delete-failed", answer, now, state=state))
         return CallDelete(dataclasses.replace(checked, redeletes=checked.redeletes + 1))
     if now >= job.deadline_at:
-        return Finish(checked, _failure("deadline-exceeded", answer, now, state=state))
+        return Finish(checked, failure("deadline-exceeded", answer, now, state=state))
     return _schedule_check(checked, now, policy, rand, f"state {state}")
 
 
@@ -283,9 +283,9 @@ def _retry(action: Action, job: Job, answer: ApiAnswer, now: float, policy: Poli
     failures = job.failures + 1
     failed = dataclasses.replace(job, failures=failures)
     if failures > policy.max_retries:
-        return Finish(failed, _failure("retries-exhausted", answer, now))
+        return Finish(failed, failure("retries-exhausted", answer, now))
     if now >= job.deadline_at:
-        return Finish(failed, _failure("deadline-exceeded", answer, now))
+        return Finish(failed, failure("deadline-exceeded", answer, now))
     delay = retry_delay(answer, failures, policy, rand)
     why = f"retry after {answer.status or answer.failure}"
     return Schedule(action, failed, _clamp(delay, job, now, policy), why)
@@ -301,10 +301,11 @@ def _unauthorized(
 ) -> Decision:
     if not token_reloaded:
         return ReloadToken(retry)
-    return Finish(job, _failure("unauthorized", answer, now))
+    return Finish(job, failure("unauthorized", answer, now))
 
 
-def _failure(reason: str, answer: ApiAnswer, now: float, state: str | None = None) -> Result:
+def failure(reason: str, answer: ApiAnswer, now: float, state: str | None = None) -> Result:
+    """A failed result carrying the last answer's status and error."""
     return Result(
         "failed",
         reason,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Callable
 from typing import TypeVar, cast
 
@@ -16,7 +17,7 @@ import functions_framework
 from cloudevents.http import CloudEvent
 from werkzeug.exceptions import HTTPException
 
-from function import inbound
+from function import envelopes, inbound
 from function.errors import BadEventError, RetryableError, SettingsError
 from function.reaping import Reaper
 from function.runtime import build, qstash_verifier
@@ -73,10 +74,36 @@ def handle(event: CloudEvent) -> None:
 
 @functions_framework.http
 def handle_http(request: flask.Request) -> flask.Response:
-    """HTTP target: parse binary or structured CloudEvents ourselves, answer with a JSON outcome."""
+    """HTTP target: CloudEvents and the common envelopes (Pub/Sub push, FunctionGraph, webhooks)."""
     flask.g.setdefault(_ENTERED, True)
-    event = inbound.from_request(dict(request.headers.items()), request.get_data(cache=False))
-    return flask.jsonify(REAPER.handle(event).as_json())
+    if request.path == "/init":
+        # FunctionGraph custom-image event functions call POST /init once before /invoke.
+        return flask.jsonify({"initialized": True})
+    events = envelopes.unwrap(
+        dict(request.headers.items()),
+        request.get_data(cache=False),
+        webhook_secret=REAPER.settings.webhook_secret,
+        now=time.time(),
+    )
+    if len(events) == 1:
+        event = events[0]
+        if isinstance(event, BadEventError):
+            raise event
+        return flask.jsonify(REAPER.handle(event).as_json())
+    if all(isinstance(e, BadEventError) for e in events):
+        raise BadEventError("no usable message in the batch: " + "; ".join(map(str, events)))
+    # One bad message does not stop the rest; a retryable failure still fails the batch (5xx).
+    return flask.jsonify({"outcomes": [_handle_one(event) for event in events]})
+
+
+def _handle_one(event: inbound.InboundEvent | BadEventError) -> dict[str, object]:
+    try:
+        if isinstance(event, BadEventError):
+            raise event
+        return REAPER.handle(event).as_json()
+    except BadEventError as exc:
+        _LOG.info("rejected message", extra={"http_status": exc.status, "error": exc.message})
+        return {"error": exc.message, "status": exc.status}
 
 
 @_errorhandler(BadEventError)

@@ -10,16 +10,17 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 from function import catalog, core
 from function.clouddc import CloudDCClient, check_id
 from function.credentials import TokenSource
 from function.errors import BadEventError
+from function.handoff import HandOff, chain_key
 from function.inbound import InboundEvent
-from function.results import ResultSink
-from function.schedulers import Scheduler
+from function.outcome import Outcome
 from function.settings import Settings
+from function.sweeping import Sweeper
 
 _LOG = logging.getLogger("reaper.decisions")
 # DELETE, status after a 400, token reload, re-delete...: the core needs at most a handful.
@@ -41,21 +42,6 @@ def policy_from(settings: Settings) -> core.Policy:
     )
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What handling one event led to; the entry points turn it into an HTTP answer."""
-
-    outcome: str
-    instance_id: str
-    project_id: str
-    delay: float | None = None
-    reason: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        """The response body."""
-        return {k: v for k, v in vars(self).items() if v is not None}
-
-
 @dataclass
 class Reaper:
     """Handles one inbound event at a time (thread-safe: it holds no per-event state)."""
@@ -63,27 +49,22 @@ class Reaper:
     settings: Settings
     client: CloudDCClient
     tokens: TokenSource
-    scheduler: Scheduler
-    sink: ResultSink
+    handoff: HandOff
     clock: Callable[[], float] = time.time
     rand: Callable[[], float] = field(default=random.random)
 
     def __post_init__(self) -> None:
         self.policy = policy_from(self.settings)
+        self.sweeper = Sweeper(
+            self.settings, self.client, self.tokens, self.handoff, self.policy, self.clock, self.rand
+        )
 
     def handle(self, event: InboundEvent) -> Outcome:
         """Decide and act on one event; raises ``BadEventError`` or ``RetryableError``."""
         started = time.perf_counter()
         catalog.validate(event.type, event.data)
         now = self.clock()
-        if event.type == catalog.INSTANCE_EXPIRED:
-            job = self._new_job(event, now)
-            decision = core.start(job, now, self.policy)
-        else:
-            job = catalog.job_from_data(event.data)
-            action: core.Action = "status" if event.type == catalog.INSTANCE_STATUS_CHECK else "delete"
-            decision = core.resume(action, job, now)
-        outcome = self._run(event, decision)
+        outcome = self.sweeper.handle(event) if event.type in catalog.SWEEP_TYPES else self._reap(event, now)
         _LOG.info(
             "handled",
             extra={
@@ -97,6 +78,16 @@ class Reaper:
             },
         )
         return outcome
+
+    def _reap(self, event: InboundEvent, now: float) -> Outcome:
+        if event.type == catalog.INSTANCE_EXPIRED:
+            job = self._new_job(event, now)
+            decision = core.start(job, now, self.policy)
+        else:
+            job = catalog.job_from_data(event.data)
+            action: core.Action = "status" if event.type == catalog.INSTANCE_STATUS_CHECK else "delete"
+            decision = core.resume(action, job, now)
+        return self._run(event, decision)
 
     def _new_job(self, event: InboundEvent, now: float) -> core.Job:
         instance_id = event.data.get("instance_id") or event.subject
@@ -154,36 +145,25 @@ class Reaper:
 
     def _schedule(self, event: InboundEvent, decision: core.Schedule) -> Outcome:
         job = decision.job
-        follow_up_type = _FOLLOW_UP_TYPES[decision.action]
-        follow_up = catalog.make_event(
-            follow_up_type,
+        self.handoff.follow_up(
+            _FOLLOW_UP_TYPES[decision.action],
             catalog.job_to_data(job),
-            key=_chain_key(job, job.step_key(decision.action)),
-            source=self.settings.event_source,
+            key=chain_key(job.project_id, job.instance_id, job.origin_id, job.step_key(decision.action)),
             subject=job.instance_id,
-            now=self.clock(),
+            delay=decision.delay,
         )
-        self.scheduler.schedule(follow_up, decision.delay, dedup_key=follow_up["id"])
         return Outcome(
             f"scheduled-{decision.action}",
-            job.instance_id,
             job.project_id,
+            job.instance_id,
             delay=round(decision.delay, 3),
             reason=decision.why,
         )
 
     def _finish(self, event: InboundEvent, decision: core.Finish) -> Outcome:
         job, result = decision.job, decision.result
-        announcement = catalog.make_event(
-            catalog.RESULT_TYPES[result.kind],
-            catalog.result_to_data(job, result),
-            key=_chain_key(job, "result"),
-            source=self.settings.event_source,
-            subject=job.instance_id,
-            now=result.at,
-        )
-        self.sink.emit(announcement)
-        return Outcome(result.kind, job.instance_id, job.project_id, reason=result.reason)
+        self.handoff.announce(job, result)
+        return Outcome(result.kind, job.project_id, job.instance_id, reason=result.reason)
 
     @staticmethod
     def _log_call(
@@ -201,10 +181,6 @@ class Reaper:
                 "decision": type(decision).__name__,
             },
         )
-
-
-def _chain_key(job: core.Job, step: str) -> str:
-    return f"{job.project_id}/{job.instance_id}/{job.origin_id}/{step}"
 
 
 def _job_of(decision: core.Decision) -> core.Job:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from function import jsonlog, schedulers
 from function.clouddc import CloudDCClient
 from function.credentials import TokenSource
+from function.handoff import HandOff
 from function.reaping import Reaper
 from function.results import ResultSink
 from function.settings import Settings
@@ -22,12 +24,17 @@ def build(settings: Settings) -> Reaper:
     """Create the shared clients and the reaper; logs the effective settings once."""
     jsonlog.configure(settings.log_level)
     tokens = TokenSource(settings.auth_token, settings.auth_token_file)
+    handoff = HandOff(
+        schedulers.from_settings(settings),
+        ResultSink(settings.sink_url, timeout=settings.http_timeout),
+        settings.event_source,
+        time.time,
+    )
     reaper = Reaper(
         settings=settings,
         client=CloudDCClient(settings.endpoint, tokens, timeout=settings.http_timeout),
         tokens=tokens,
-        scheduler=schedulers.from_settings(settings),
-        sink=ResultSink(settings.sink_url, timeout=settings.http_timeout),
+        handoff=handoff,
     )
     _LOG.info("settings", extra={"settings": settings.public_view()})
     return reaper

@@ -57,6 +57,8 @@ class Settings:
     qstash_next_signing_key: Secret | None = dataclasses.field(default=None, repr=False)
     rabbitmq_url: Secret = dataclasses.field(default=Secret("amqp://guest:guest@127.0.0.1:5672/"), repr=False)
     rabbitmq_queue: str = "reaper.events"
+    expiry_key: str = "reaper-expires-at"
+    webhook_secret: Secret | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         _require_url("CLOUDDC_ENDPOINT", self.endpoint)
@@ -143,6 +145,8 @@ class Settings:
             "qstash_next_signing_key": _secret(env, "QSTASH_NEXT_SIGNING_KEY"),
             "rabbitmq_url": Secret(env.get("REAPER_RABBITMQ_URL") or "amqp://guest:guest@127.0.0.1:5672/"),
             "rabbitmq_queue": env.get("REAPER_RABBITMQ_QUEUE", "reaper.events"),
+            "expiry_key": env.get("REAPER_EXPIRY_KEY") or "reaper-expires-at",
+            "webhook_secret": _secret(env, "REAPER_WEBHOOK_SECRET"),
         }
         if not values["endpoint"]:
             raise SettingsError("CLOUDDC_ENDPOINT is required (base URL of the CloudDC API)")

@@ -88,6 +88,7 @@ def create_app(fleet: Fleet) -> flask.Flask:
         states = {s for s in args.get("instance_state", "").split(",") if s} or None
         limit = min(max(args.get("limit", 100, type=int) or 100, 1), 1000)
         body = fleet.list_instances(project_id, ids, states, args.get("marker") or None, limit)
+        flask.g.batch_ids = ids
         return answer("list", project_id, None, 200, body)
 
     @app.post("/v1/<project_id>/instances/batch-delete")
@@ -101,6 +102,7 @@ def create_app(fleet: Fleet) -> flask.Flask:
             return answer("batch-delete", project_id, None, 400, body)
         for instance_id in ids:
             fleet.delete(project_id, str(instance_id))
+        flask.g.batch_ids = [str(i) for i in ids]
         return answer("batch-delete", project_id, None, 202, {"instance_id_set": ids})
 
     @app.post("/v3/auth/tokens")
@@ -172,6 +174,7 @@ def _entry(
         "instance_id": instance_id,
         "status": status,
         "fault": fault,
+        "ids": flask.g.get("batch_ids"),
     }
 
 

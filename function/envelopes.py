@@ -1,0 +1,187 @@
+"""Recognise the envelopes events arrive in and unwrap them into CloudEvents (``handle_http`` only).
+
+Accepted, detected automatically:
+- CloudEvents, binary or structured (also structured JSON sent as ``application/json``, as EventGrid does);
+- Google Pub/Sub push: ``{"message": {"data": <base64>, "attributes", "messageId"}, "subscription"}``
+  whose data is an instance-expired payload, a sweep request or a structured CloudEvent;
+- Huawei FunctionGraph event invocations: timer triggers (``user_event`` string) and DMS RabbitMQ / Kafka
+  trigger records (``records[].messages[]``); EventGrid delivers CloudEvents, handled above;
+- a plain JSON webhook ``{"instance_id": ..., "project_id": ...}``, only with a valid
+  ``X-Reaper-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">``
+  (key: ``REAPER_WEBHOOK_SECRET``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from typing import Any, Final
+
+from cloudevents import exceptions as ce_errors
+from cloudevents.http import from_dict
+
+from function import catalog, inbound
+from function.errors import BadEventError
+from function.inbound import InboundEvent
+from function.secret import Secret
+
+SIGNATURE_HEADER: Final = "x-reaper-signature"
+SIGNATURE_TOLERANCE: Final = 300.0
+ACCEPTED: Final = (
+    "a CloudEvent (binary or structured), a Pub/Sub push message, a FunctionGraph timer or "
+    "DMS RabbitMQ/Kafka trigger event, or a signed JSON webhook {instance_id, project_id}"
+)
+
+
+def unwrap(
+    headers: Mapping[str, str], body: bytes, *, webhook_secret: Secret | None, now: float
+) -> list[InboundEvent | BadEventError]:
+    """The events carried by one request, in order; ``BadEventError`` when it is none of the shapes.
+
+    In a multi-message envelope (DMS records) a bad message is returned as its error, in its place,
+    so one bad message does not stop the rest.
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+    content_type = lowered.get("content-type", "").split(";")[0].strip().lower()
+    if "ce-specversion" in lowered or content_type.startswith("application/cloudevents"):
+        return [inbound.from_request(lowered, body)]
+    document = _json(body)
+    if not isinstance(document, dict):
+        raise BadEventError(f"unrecognised request: expected {ACCEPTED}")
+    if "specversion" in document:
+        return [_cloudevent(document)]
+    message = document.get("message")
+    if isinstance(message, dict) and "data" in message:
+        return [_pubsub(message, str(document.get("subscription", "pubsub")))]
+    trigger = str(document.get("trigger_type", "")).upper()
+    if trigger == "TIMER" and "user_event" in document:
+        return [_timer(document)]
+    if isinstance(document.get("records"), list) and trigger in (
+        "RABBITMQ",
+        "KAFKA",
+        "DMS_RABBITMQ",
+        "DMS_KAFKA",
+        "",
+    ):
+        return _dms_records(document, trigger or "DMS")
+    if "instance_id" in document:
+        _verify_webhook(lowered.get(SIGNATURE_HEADER), body, webhook_secret, now)
+        return [_payload(document, event_id="webhook-" + _digest(body), source="/webhook")]
+    raise BadEventError(f"unrecognised request: expected {ACCEPTED}")
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise BadEventError(f"body is not JSON: expected {ACCEPTED}") from None
+
+
+def _digest(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
+def _cloudevent(document: dict[str, Any]) -> InboundEvent:
+    try:
+        return inbound.from_cloudevent(from_dict(document))
+    except ce_errors.GenericException as exc:
+        raise BadEventError(f"not a valid CloudEvent: {str(exc).splitlines()[0][:200]}") from None
+
+
+def _payload(
+    data: dict[str, Any], *, event_id: str, source: str, event_type: str | None = None
+) -> InboundEvent:
+    """An event from a bare payload: a sweep request when it says so, else an expiry."""
+    kind = event_type or str(data.get("type") or "")
+    if kind not in (catalog.INSTANCE_SWEEP, catalog.INSTANCE_EXPIRED):
+        kind = catalog.INSTANCE_SWEEP if data.get("sweep") is True else catalog.INSTANCE_EXPIRED
+    fields = {k: v for k, v in data.items() if k not in ("type", "sweep")}
+    subject = fields.get("instance_id") if isinstance(fields.get("instance_id"), str) else None
+    return InboundEvent(id=event_id, type=kind, source=source, subject=subject, data=fields)
+
+
+def _embedded(text: str | bytes, *, event_id: str, source: str) -> InboundEvent:
+    """A message body that is either a structured CloudEvent or a bare payload."""
+    raw = text.encode() if isinstance(text, str) else text
+    document = _json(raw)
+    if not isinstance(document, dict):
+        raise BadEventError("an enveloped message must be a JSON object", status=422)
+    if "specversion" in document:
+        return _cloudevent(document)
+    return _payload(document, event_id=event_id, source=source)
+
+
+def _pubsub(message: dict[str, Any], subscription: str) -> InboundEvent:
+    try:
+        data = base64.b64decode(str(message["data"]), validate=True)
+    except (binascii.Error, ValueError):
+        raise BadEventError("Pub/Sub message.data is not base64") from None
+    message_id = str(message.get("messageId") or message.get("message_id") or _digest(data))
+    event = _embedded(data, event_id=f"pubsub-{message_id}", source=subscription)
+    attributes = message.get("attributes") or {}
+    wanted = attributes.get("type") if isinstance(attributes, dict) else None
+    if wanted in (catalog.INSTANCE_SWEEP, catalog.INSTANCE_EXPIRED) and event.id.startswith("pubsub-"):
+        return InboundEvent(event.id, str(wanted), event.source, event.subject, event.data)
+    return event
+
+
+def _timer(document: dict[str, Any]) -> InboundEvent:
+    # FunctionGraph passes the trigger's configured "additional information" as a string.
+    user_event = document.get("user_event")
+    name = str(document.get("trigger_name", "timer"))
+    event_id = f"timer-{name}-{document.get('time', '')}"
+    source = f"/functiongraph/timer/{name}"
+    text = user_event.strip() if isinstance(user_event, str) else ""
+    if text in ("", "sweep", catalog.INSTANCE_SWEEP):
+        return InboundEvent(event_id, catalog.INSTANCE_SWEEP, source, None, {})
+    event = _embedded(text, event_id=event_id, source=source)
+    if event.type == catalog.INSTANCE_EXPIRED and "instance_id" not in event.data:
+        return InboundEvent(event.id, catalog.INSTANCE_SWEEP, event.source, None, event.data)
+    return event
+
+
+def _dms_records(document: dict[str, Any], trigger: str) -> list[InboundEvent | BadEventError]:
+    events: list[InboundEvent | BadEventError] = []
+    for record in document["records"]:
+        messages = record.get("messages") if isinstance(record, dict) else None
+        if not isinstance(messages, list):
+            raise BadEventError("DMS trigger record without a messages list")
+        topic = str(record.get("topic_id") or record.get("queue") or "dms")
+        for text in messages:
+            source = f"/functiongraph/{trigger.lower()}/{topic}"
+            try:
+                if not isinstance(text, str):
+                    raise BadEventError("DMS trigger messages must be strings")
+                events.append(_embedded(text, event_id=f"dms-{_digest(text.encode())}", source=source))
+            except BadEventError as exc:
+                events.append(exc)
+    if not events:
+        raise BadEventError("DMS trigger event carries no messages")
+    return events
+
+
+def sign_webhook(secret: str, body: bytes, timestamp: int) -> str:
+    """The ``X-Reaper-Signature`` value for a webhook body (what ``reaper send`` and callers compute)."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def _verify_webhook(header: str | None, body: bytes, secret: Secret | None, now: float) -> None:
+    if secret is None:
+        raise BadEventError("plain JSON webhooks are disabled: set REAPER_WEBHOOK_SECRET", status=401)
+    if not header:
+        raise BadEventError(f"missing {SIGNATURE_HEADER}", status=401)
+    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+    try:
+        timestamp = int(parts.get("t", ""))
+    except ValueError:
+        raise BadEventError("malformed X-Reaper-Signature", status=401) from None
+    if abs(now - timestamp) > SIGNATURE_TOLERANCE:
+        raise BadEventError("X-Reaper-Signature timestamp outside the 5-minute window", status=401)
+    expected = sign_webhook(secret.reveal(), body, timestamp).split("v1=", 1)[1]
+    if not hmac.compare_digest(expected, parts.get("v1", "")):
+        raise BadEventError("X-Reaper-Signature does not match the body", status=401)

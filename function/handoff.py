@@ -1,0 +1,49 @@
+"""Hand work on: follow-ups to the delay transport, results to the sink, both with deterministic ids."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from function import catalog, core
+from function.results import ResultSink
+from function.schedulers import Scheduler
+
+
+def chain_key(project_id: str, instance_id: str, origin_id: str, step: str) -> str:
+    """The key of one step of one chain: the same step computed twice gives the same key."""
+    return f"{project_id}/{instance_id}/{origin_id}/{step}"
+
+
+class HandOff:
+    """Builds outgoing CloudEvents and passes them to the scheduler or the sink."""
+
+    def __init__(
+        self, scheduler: Scheduler, sink: ResultSink, source: str, clock: Callable[[], float]
+    ) -> None:
+        self.scheduler = scheduler
+        self.sink = sink
+        self._source = source
+        self._clock = clock
+
+    def follow_up(
+        self, event_type: str, data: dict[str, Any], *, key: str, subject: str, delay: float
+    ) -> str:
+        """Schedule a self-event after ``delay`` seconds; its id doubles as the dedup key."""
+        event = catalog.make_event(
+            event_type, data, key=key, source=self._source, subject=subject, now=self._clock()
+        )
+        self.scheduler.schedule(event, delay, dedup_key=event["id"])
+        return str(event["id"])
+
+    def announce(self, job: core.Job, result: core.Result) -> None:
+        """Emit the result event for one instance."""
+        event = catalog.make_event(
+            catalog.RESULT_TYPES[result.kind],
+            catalog.result_to_data(job, result),
+            key=chain_key(job.project_id, job.instance_id, job.origin_id, "result"),
+            source=self._source,
+            subject=job.instance_id,
+            now=result.at,
+        )
+        self.sink.emit(event)

@@ -1,0 +1,23 @@
+"""What handling one event led to; the entry points turn it into an HTTP answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one handler invocation (not the instance's final result)."""
+
+    outcome: str
+    project_id: str
+    instance_id: str | None = None
+    delay: float | None = None
+    reason: str | None = None
+    instances: int | None = None
+    batches: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The response body."""
+        return {k: v for k, v in vars(self).items() if v is not None}

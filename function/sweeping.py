@@ -1,0 +1,159 @@
+"""The shell of expiry sweeps: list, pick, hand batches on, and follow each batch (see ``sweep``).
+
+Overlapping sweeps must not double-delete: a batch is not deleted by the sweep itself but handed on
+as an ``instance-batch-delete`` event whose dedup key is derived from the batch's ids and the sweep
+window, so two sweeps that see the same expired instances schedule the same (de-duplicated) batch;
+instances already shutting down are not picked at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from typing import Any, Final
+
+from function import catalog, core, sweep
+from function.clouddc import CloudDCClient, check_id
+from function.credentials import TokenSource
+from function.errors import BadEventError, RetryableError
+from function.handoff import HandOff, chain_key
+from function.inbound import InboundEvent
+from function.outcome import Outcome
+from function.settings import Settings
+
+_LOG = logging.getLogger("reaper.sweep")
+_MAX_PAGES: Final = 1000
+_PAGE_SIZE: Final = 100
+# Sweeps within the same window that find the same batch hand on the same (de-duplicated) batch.
+SWEEP_WINDOW: Final = 900.0
+_FOLLOW_UP_TYPES: Final[dict[sweep.BatchAction, str]] = {
+    "batch-delete": catalog.INSTANCE_BATCH_DELETE,
+    "batch-check": catalog.INSTANCE_BATCH_CHECK,
+}
+
+
+class Sweeper:
+    """Handles ``instance-sweep``, ``instance-batch-delete`` and ``instance-batch-check``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: CloudDCClient,
+        tokens: TokenSource,
+        handoff: HandOff,
+        policy: core.Policy,
+        clock: Callable[[], float],
+        rand: core.Rand,
+    ) -> None:
+        self._settings = settings
+        self._client = client
+        self._tokens = tokens
+        self._handoff = handoff
+        self._policy = policy
+        self._clock = clock
+        self._rand = rand
+
+    def handle(self, event: InboundEvent) -> Outcome:
+        """Dispatch one sweep-family event."""
+        if event.type == catalog.INSTANCE_SWEEP:
+            return self._sweep(event)
+        job = catalog.batch_from_data(event.data)
+        if event.type == catalog.INSTANCE_BATCH_DELETE:
+            if self._settings.dry_run:
+                return self._skip_all(job)
+            step = self._delete(job)
+        else:
+            step = self._check(job)
+        return self._apply(job, step)
+
+    def _sweep(self, event: InboundEvent) -> Outcome:
+        project = sweep_project(event.data, self._settings.project_id)
+        now = self._clock()
+        expired: list[str] = []
+        marker: str | None = None
+        for _ in range(_MAX_PAGES):
+            answer, records, marker = self._list(project, marker=marker, limit=_PAGE_SIZE)
+            if answer.status != 200:
+                raise RetryableError(f"ListInstances answered {answer.status or answer.failure}")
+            expired += sweep.expired_ids(records, self._settings.expiry_key, now)
+            if not marker:
+                break
+        ids = sorted(set(expired))
+        window = int(now // SWEEP_WINDOW)
+        batches = sweep.batches(ids)
+        for batch in batches:
+            digest = hashlib.sha256(",".join(batch).encode()).hexdigest()[:24]
+            origin = f"sweep-{window}-{digest}"
+            job = sweep.BatchJob(project, batch, origin, now, now + self._policy.deadline)
+            self._follow_up("batch-delete", job, 0.0)
+        _LOG.info("swept", extra={"event_id": event.id, "project_id": project, "expired": len(ids)})
+        return Outcome("swept", project, instances=len(ids), batches=len(batches))
+
+    def _delete(self, job: sweep.BatchJob) -> sweep.BatchStep:
+        answer = self._client.batch_delete(job.project_id, job.instance_ids)
+        if answer.status == 401:
+            self._tokens.reload()
+            answer = self._client.batch_delete(job.project_id, job.instance_ids)
+        step = sweep.on_batch_delete(job, answer, self._clock(), self._policy, self._rand)
+        if step.action == "batch-check" and step.delay == 0 and step.job is not None:
+            return self._check(step.job)  # a 400: read the states right away
+        return step
+
+    def _check(self, job: sweep.BatchJob) -> sweep.BatchStep:
+        answer, records, _ = self._list(job.project_id, instance_ids=job.instance_ids)
+        return sweep.on_batch_list(job, answer, records, self._clock(), self._policy, self._rand)
+
+    def _apply(self, job: sweep.BatchJob, step: sweep.BatchStep) -> Outcome:
+        for instance_id, result in step.results:
+            self._handoff.announce(_instance_job(job, instance_id), result)
+        if step.redelete:
+            answer = self._client.batch_delete(job.project_id, step.redelete)
+            _LOG.info("re-deleted", extra={"instances": list(step.redelete), "http_status": answer.status})
+        if step.action is not None and step.job is not None:
+            self._follow_up(step.action, step.job, step.delay)
+            return Outcome(f"scheduled-{step.action}", job.project_id, instances=len(step.job.instance_ids),
+                           delay=round(step.delay, 3))  # fmt: skip
+        return Outcome("finished", job.project_id, instances=len(step.results))
+
+    def _skip_all(self, job: sweep.BatchJob) -> Outcome:
+        now = self._clock()
+        for instance_id in job.instance_ids:
+            self._handoff.announce(_instance_job(job, instance_id), core.Result("skipped", "dry-run", at=now))
+        return Outcome("skipped", job.project_id, instances=len(job.instance_ids), reason="dry-run")
+
+    def _follow_up(self, action: sweep.BatchAction, job: sweep.BatchJob, delay: float) -> None:
+        self._handoff.follow_up(
+            _FOLLOW_UP_TYPES[action],
+            catalog.batch_to_data(job),
+            key=chain_key(job.project_id, "batch", job.origin_id, job.step_key(action)),
+            subject=job.instance_ids[0],
+            delay=delay,
+        )
+
+    def _list(self, project_id: str, **query: Any) -> tuple[core.ApiAnswer, list[dict[str, Any]], str | None]:
+        page = self._client.list_instances(project_id, **query)
+        if page[0].status == 401:
+            self._tokens.reload()  # a rotated token file: once, then the answer stands
+            page = self._client.list_instances(project_id, **query)
+        return page
+
+
+def _instance_job(job: sweep.BatchJob, instance_id: str) -> core.Job:
+    return core.Job(
+        instance_id=instance_id,
+        project_id=job.project_id,
+        origin_id=job.origin_id,
+        started_at=job.started_at,
+        deadline_at=job.deadline_at,
+        deleted_at=job.deleted_at,
+        checks=job.checks,
+    )
+
+
+def sweep_project(data: dict[str, object], default: str | None) -> str:
+    """The project a sweep event names, else the configured default."""
+    project = data.get("project_id") or default
+    if not isinstance(project, str) or not project:
+        raise BadEventError("instance-sweep needs data.project_id (CLOUDDC_PROJECT_ID is not set)", 422)
+    return check_id("project_id", project)

@@ -1,0 +1,171 @@
+"""Every accepted envelope, from its documented sample, through the real function process."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from function.envelopes import sign_webhook
+from function.send import SHAPES, build_request
+from tests.conftest import PROJECT, Emulator, Function, FunctionFactory, Sink, new_id
+
+pytestmark = pytest.mark.integration
+SAMPLES = Path(__file__).parents[1] / "events" / "samples" / "envelopes"
+SAMPLE_PROJECT = "0123456789abcdef0123456789abcdef"
+WEBHOOK_SECRET = "whsec-" + "k" * 32
+
+
+def sample(name: str, ids: dict[str, str]) -> bytes:
+    """A sample with its instance and project ids replaced by this test's (also inside base64 data)."""
+    text = (SAMPLES / name).read_text()
+    document = json.loads(text)
+    message = document.get("message")
+    if isinstance(message, dict):
+        inner = base64.b64decode(message["data"]).decode()
+        message["data"] = base64.b64encode(_swap(inner, ids).encode()).decode()
+        text = json.dumps(document)
+    return _swap(text, ids).encode()
+
+
+def _swap(text: str, ids: dict[str, str]) -> str:
+    for old, new in {**ids, SAMPLE_PROJECT: PROJECT}.items():
+        text = text.replace(old, new)
+    return text
+
+
+@pytest.fixture(scope="module")
+def envelope_function(function_factory: FunctionFactory) -> Function:
+    return function_factory(target="handle_http", signature="http", REAPER_WEBHOOK_SECRET=WEBHOOK_SECRET)
+
+
+@pytest.mark.parametrize(
+    ("name", "count"),
+    [
+        ("pubsub-push.json", 1),
+        ("pubsub-push-cloudevent.json", 1),
+        ("eventgrid-cloudevent.json", 1),
+        ("functiongraph-timer-expired.json", 1),
+        ("functiongraph-dms-rabbitmq.json", 1),
+        ("functiongraph-dms-kafka.json", 2),
+        ("webhook.json", 1),
+    ],
+)
+def test_envelope_sample_deletes_its_instances(
+    name: str, count: int, emulator: Emulator, envelope_function: Function, sink: Sink
+) -> None:
+    """The documented sample, with fresh ids, makes the function DELETE exactly its instances."""
+    ids = {"i-0001": emulator.add(new_id()), "i-0002": emulator.add(new_id())}
+    body = sample(name, ids)
+    headers = {"Content-Type": "application/json"}
+    if name == "webhook.json":
+        headers["X-Reaper-Signature"] = sign_webhook(WEBHOOK_SECRET, body, int(time.time()))
+    response = httpx.post(envelope_function.url + "invoke", content=body, headers=headers, timeout=10)
+    assert response.status_code == 200, response.text
+    deleted = [i for i in ids.values() if [c["call"] for c in emulator.calls(i)][:1] == ["delete"]]
+    assert len(deleted) == count
+    for instance in deleted:
+        assert sink.result(instance)["type"] == "instance-terminated"
+
+
+def test_functiongraph_init_and_timer_sweep(emulator: Emulator, envelope_function: Function) -> None:
+    """POST /init answers 200; the timer sample starts a sweep (a ListInstances call)."""
+    assert httpx.post(envelope_function.url + "init").json() == {"initialized": True}
+    before = len([c for c in emulator.calls() if c["call"] == "list"])
+    response = httpx.post(envelope_function.url + "invoke", content=sample("functiongraph-timer.json", {}))
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "swept"
+    assert len([c for c in emulator.calls() if c["call"] == "list"]) > before
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "headers", "status"),
+    [
+        ("unrecognised JSON", b'{"hello": 1}', {}, 400),
+        ("not JSON", b"hello", {}, 400),
+        ("pubsub data not base64", b'{"message": {"data": "***"}}', {}, 400),
+        ("pubsub data not an object", b'{"message": {"data": "WzFd"}}', {}, 422),
+        ("dms records without messages", b'{"trigger_type": "KAFKA", "records": [{}]}', {}, 400),
+        (
+            "dms with only bad messages",
+            b'{"trigger_type": "KAFKA", "records": [{"messages": ["x"]}]}',
+            {},
+            400,
+        ),
+        ("timer user_event not JSON", b'{"trigger_type": "TIMER", "user_event": "{oops"}', {}, 400),
+        ("unsigned webhook", b'{"instance_id": "i-1"}', {}, 401),
+        ("badly signed webhook", b'{"instance_id": "i-1"}', {"X-Reaper-Signature": "t=1,v1=00"}, 401),
+        ("malformed signature", b'{"instance_id": "i-1"}', {"X-Reaper-Signature": "v1=00"}, 401),
+    ],
+)
+def test_malformed_envelopes_are_refused_without_calls(
+    case: str,
+    body: bytes,
+    headers: dict[str, str],
+    status: int,
+    emulator: Emulator,
+    envelope_function: Function,
+) -> None:
+    """Malformed envelopes get a 4xx naming the accepted shapes, and cause no CloudDC call."""
+    before = len(emulator.calls())
+    response = httpx.post(
+        envelope_function.url, content=body, headers={"Content-Type": "application/json", **headers}
+    )
+    assert response.status_code == status, (case, response.text)
+    assert response.json()["error"]
+    assert len(emulator.calls()) == before
+    if status == 400 and "unrecognised" in case:
+        assert "Pub/Sub" in response.json()["error"]
+
+
+def test_one_bad_message_does_not_stop_the_batch(emulator: Emulator, envelope_function: Function) -> None:
+    """In a DMS batch, a bad message is reported in its place and the good one is still handled."""
+    good = emulator.add(new_id())
+    record = {"messages": ["not json", json.dumps({"instance_id": good, "project_id": PROJECT})]}
+    body = json.dumps({"trigger_type": "RABBITMQ", "records": [record]}).encode()
+    response = httpx.post(envelope_function.url, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200
+    outcomes = response.json()["outcomes"]
+    assert outcomes[0]["status"] == 400
+    assert outcomes[1]["outcome"] == "scheduled-status"
+
+
+def test_webhook_disabled_without_secret(http_function: Function) -> None:
+    """Without REAPER_WEBHOOK_SECRET, plain webhooks are refused with 401."""
+    response = httpx.post(http_function.url, json={"instance_id": "i-1", "project_id": PROJECT})
+    assert response.status_code == 401
+    assert "REAPER_WEBHOOK_SECRET" in response.json()["error"]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_reaper_send_every_shape(
+    shape: str, emulator: Emulator, envelope_function: Function, sink: Sink
+) -> None:
+    """`reaper send` builds each shape so that the function accepts it and deletes the instance."""
+    instance = emulator.add(new_id())
+    headers, body = build_request(shape, instance, PROJECT, secret=WEBHOOK_SECRET)
+    response = httpx.post(envelope_function.url, content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    assert sink.result(instance)["type"] == "instance-terminated"
+
+
+def test_reaper_send_command(
+    emulator: Emulator, envelope_function: Function, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI prints the HTTP status and the function's answer."""
+    from function import cli
+
+    instance = emulator.add(new_id())
+    assert cli.main(["send", envelope_function.url, "--instance", instance, "--project", PROJECT]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("HTTP 200")
+    assert "scheduled-status" in out
+    assert cli.main(["send", envelope_function.url, "--instance", "bad/id", "--project", PROJECT]) == 1
+    with pytest.raises(ValueError, match="secret"):
+        build_request("webhook", "i-1", PROJECT)
+    with pytest.raises(ValueError, match="unknown shape"):
+        build_request("carrier-pigeon", "i-1", PROJECT)
