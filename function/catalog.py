@@ -30,6 +30,8 @@ INSTANCE_BATCH_DELETE: Final = "instance-batch-delete"
 INSTANCE_BATCH_CHECK: Final = "instance-batch-check"
 SWEEP_TYPES: Final = (INSTANCE_SWEEP, INSTANCE_BATCH_DELETE, INSTANCE_BATCH_CHECK)
 INBOUND_TYPES: Final = (INSTANCE_EXPIRED, INSTANCE_STATUS_CHECK, INSTANCE_DELETE_RETRY, *SWEEP_TYPES)
+# Schedulers that cannot set a type of their own map onto ours (Knative PingSource sends this).
+TYPE_ALIASES: Final = {"dev.knative.sources.ping": INSTANCE_SWEEP}
 RESULT_TYPES: Final = {
     "terminated": INSTANCE_TERMINATED,
     "failed": INSTANCE_DELETION_FAILED,

@@ -14,7 +14,7 @@ from typing import Any, Final
 from cloudevents import exceptions as ce_errors
 from cloudevents.http import CloudEvent, from_dict, from_http
 
-from function.catalog import INBOUND_TYPES
+from function.catalog import INBOUND_TYPES, INSTANCE_SWEEP, TYPE_ALIASES
 from function.errors import BadEventError
 
 _BATCH: Final = "application/cloudevents-batch+json"
@@ -35,11 +35,14 @@ class InboundEvent:
 def from_cloudevent(event: CloudEvent) -> InboundEvent:
     """Check an event the framework already parsed."""
     event_type = str(event["type"])
+    event_type = TYPE_ALIASES.get(event_type, event_type)
     if event_type not in INBOUND_TYPES:
         raise BadEventError(f"unknown event type {event_type!r}; accepted: {', '.join(INBOUND_TYPES)}")
     data = event.get_data()
     if isinstance(data, bytes | bytearray):
         data = _decode_json(bytes(data), "data")
+    if data is None and event_type == INSTANCE_SWEEP:
+        data = {}  # a bare scheduler tick sweeps the default project
     if not isinstance(data, dict):
         raise BadEventError("event data must be a JSON object", status=422)
     subject = event.get("subject")

@@ -11,11 +11,14 @@ import logging
 import sys
 import threading
 import time
+from collections import OrderedDict
 from typing import Any, Final
 
 REDACTED: Final = "[REDACTED]"
 _MIN_SECRET_LEN: Final = 6
-_secrets: set[str] = set()
+_MAX_SECRETS: Final = 256
+# Most recent last; bounded because per-request tokens (X-CFF-Auth-Token) rotate over time.
+_secrets: OrderedDict[str, None] = OrderedDict()
 _secrets_lock = threading.Lock()
 _STANDARD_ATTRS: Final = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
@@ -24,7 +27,10 @@ def register_secret(value: str) -> None:
     """Remember a value that must never appear in any log line."""
     if len(value) >= _MIN_SECRET_LEN:
         with _secrets_lock:
-            _secrets.add(value)
+            _secrets[value] = None
+            _secrets.move_to_end(value)
+            while len(_secrets) > _MAX_SECRETS:
+                _secrets.popitem(last=False)
 
 
 def redact(text: str) -> str:

@@ -10,6 +10,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import TypeVar, cast
 
 import flask
@@ -17,7 +18,7 @@ import functions_framework
 from cloudevents.http import CloudEvent
 from werkzeug.exceptions import HTTPException
 
-from function import envelopes, inbound
+from function import credentials, envelopes, inbound
 from function.errors import BadEventError, RetryableError, SettingsError
 from function.reaping import Reaper
 from function.runtime import build, qstash_verifier
@@ -69,7 +70,8 @@ def _json_error(status: int, message: str) -> flask.Response:
 def handle(event: CloudEvent) -> None:
     """CloudEvent target: the framework parsed the event; reap and let the status code speak."""
     flask.g.setdefault(_ENTERED, True)
-    REAPER.handle(inbound.from_cloudevent(event))
+    with _platform_token():
+        REAPER.handle(inbound.from_cloudevent(event))
 
 
 @functions_framework.http
@@ -89,11 +91,19 @@ def handle_http(request: flask.Request) -> flask.Response:
         event = events[0]
         if isinstance(event, BadEventError):
             raise event
-        return flask.jsonify(REAPER.handle(event).as_json())
+        with _platform_token():
+            return flask.jsonify(REAPER.handle(event).as_json())
     if all(isinstance(e, BadEventError) for e in events):
         raise BadEventError("no usable message in the batch: " + "; ".join(map(str, events)))
     # One bad message does not stop the rest; a retryable failure still fails the batch (5xx).
-    return flask.jsonify({"outcomes": [_handle_one(event) for event in events]})
+    with _platform_token():
+        return flask.jsonify({"outcomes": [_handle_one(event) for event in events]})
+
+
+def _platform_token() -> AbstractContextManager[None]:
+    """FunctionGraph's per-request agency token, when REAPER_TOKEN_FROM_REQUEST allows it."""
+    header = flask.request.headers.get("X-CFF-Auth-Token") if REAPER.settings.token_from_request else None
+    return credentials.request_token(header)
 
 
 def _handle_one(event: inbound.InboundEvent | BadEventError) -> dict[str, object]:

@@ -23,7 +23,9 @@ _LOG = logging.getLogger("reaper.start")
 def build(settings: Settings) -> Reaper:
     """Create the shared clients and the reaper; logs the effective settings once."""
     jsonlog.configure(settings.log_level)
-    tokens = TokenSource(settings.auth_token, settings.auth_token_file)
+    tokens = TokenSource(
+        settings.auth_token, settings.auth_token_file, from_request=settings.token_from_request
+    )
     handoff = HandOff(
         schedulers.from_settings(settings),
         ResultSink(settings.sink_url, timeout=settings.http_timeout),

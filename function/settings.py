@@ -19,6 +19,58 @@ from function.errors import SettingsError
 from function.secret import Secret
 
 SCHEDULERS: Final = ("local", "cloudtasks", "qstash", "rabbitmq")
+# Every variable reaper reads (tests keep this in sync with from_env), plus the server's own.
+VARIABLES: Final = frozenset(
+    {
+        "PORT",
+        "CLOUDDC_ENDPOINT",
+        "CLOUDDC_PROJECT_ID",
+        "CLOUDDC_AUTH_TOKEN",
+        "CLOUDDC_AUTH_TOKEN_FILE",
+        "REAPER_SCHEDULER",
+        "REAPER_SELF_URL",
+        "REAPER_DELAY_SERVICE_URL",
+        "K_SINK",
+        "REAPER_CHECK_DELAY",
+        "REAPER_CHECK_MAX_DELAY",
+        "REAPER_DEADLINE",
+        "REAPER_DRY_RUN",
+        "REAPER_HTTP_TIMEOUT",
+        "REAPER_MAX_RETRIES",
+        "REAPER_MAX_BODY_BYTES",
+        "REAPER_EVENT_SOURCE",
+        "REAPER_LOG_LEVEL",
+        "REAPER_CLOUDTASKS_QUEUE",
+        "REAPER_CLOUDTASKS_SERVICE_ACCOUNT",
+        "REAPER_CLOUDTASKS_AUDIENCE",
+        "REAPER_CLOUDTASKS_API",
+        "GCE_METADATA_HOST",
+        "QSTASH_URL",
+        "QSTASH_TOKEN",
+        "QSTASH_CURRENT_SIGNING_KEY",
+        "QSTASH_NEXT_SIGNING_KEY",
+        "REAPER_RABBITMQ_URL",
+        "REAPER_RABBITMQ_QUEUE",
+        "REAPER_EXPIRY_KEY",
+        "REAPER_WEBHOOK_SECRET",
+        "REAPER_TOKEN_FROM_REQUEST",
+    }
+)
+SERVER_VARIABLES: Final = frozenset(
+    {
+        "FUNCTION_TARGET",
+        "FUNCTION_SOURCE",
+        "FUNCTION_SIGNATURE_TYPE",
+        "THREADS",
+        "WORKERS",
+        "HOST",
+        "PORT",
+        "PYTHONUNBUFFERED",
+        "PYTHONDONTWRITEBYTECODE",
+        "PATH",
+    }
+)
+REQUIRED: Final = ("CLOUDDC_ENDPOINT", ("CLOUDDC_AUTH_TOKEN", "CLOUDDC_AUTH_TOKEN_FILE"))
 CLOUDTASKS_QUEUE: Final = re.compile(r"^projects/[^/]+/locations/[^/]+/queues/[^/]+$")
 CLOUDTASKS_MAX_DELAY: Final = 30 * 24 * 3600.0
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
@@ -59,6 +111,7 @@ class Settings:
     rabbitmq_queue: str = "reaper.events"
     expiry_key: str = "reaper-expires-at"
     webhook_secret: Secret | None = dataclasses.field(default=None, repr=False)
+    token_from_request: bool = False
 
     def __post_init__(self) -> None:
         _require_url("CLOUDDC_ENDPOINT", self.endpoint)
@@ -66,8 +119,10 @@ class Settings:
         _require_url("REAPER_DELAY_SERVICE_URL", self.delay_service_url)
         if self.sink_url is not None:
             _require_url("K_SINK", self.sink_url)
-        if self.auth_token is None and self.auth_token_file is None:
-            raise SettingsError("set CLOUDDC_AUTH_TOKEN or CLOUDDC_AUTH_TOKEN_FILE")
+        if self.auth_token is None and self.auth_token_file is None and not self.token_from_request:
+            raise SettingsError(
+                "set CLOUDDC_AUTH_TOKEN or CLOUDDC_AUTH_TOKEN_FILE (or REAPER_TOKEN_FROM_REQUEST=true)"
+            )
         if self.scheduler not in SCHEDULERS:
             raise SettingsError(
                 f"REAPER_SCHEDULER={self.scheduler!r}: expected one of {', '.join(SCHEDULERS)}"
@@ -147,6 +202,7 @@ class Settings:
             "rabbitmq_queue": env.get("REAPER_RABBITMQ_QUEUE", "reaper.events"),
             "expiry_key": env.get("REAPER_EXPIRY_KEY") or "reaper-expires-at",
             "webhook_secret": _secret(env, "REAPER_WEBHOOK_SECRET"),
+            "token_from_request": _boolean(env, "REAPER_TOKEN_FROM_REQUEST", default=False),
         }
         if not values["endpoint"]:
             raise SettingsError("CLOUDDC_ENDPOINT is required (base URL of the CloudDC API)")

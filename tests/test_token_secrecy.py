@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cloudevents.conversion import to_structured
 
 from function import jsonlog
 from function.credentials import TokenSource
@@ -87,3 +88,19 @@ def test_log_formatter_redacts_registered_secrets(caplog: pytest.LogCaptureFixtu
     line = jsonlog.JsonFormatter().format(record)
     assert token not in line
     assert jsonlog.REDACTED in line
+
+
+def test_platform_token_from_request_header(emulator: Emulator, function_factory: FunctionFactory) -> None:
+    """With REAPER_TOKEN_FROM_REQUEST, FunctionGraph's X-CFF-Auth-Token is used and never logged."""
+    fn = function_factory(
+        target="handle_http", signature="http", CLOUDDC_AUTH_TOKEN="", REAPER_TOKEN_FROM_REQUEST="true"
+    )
+    instance = emulator.add(new_id())
+    headers, body = to_structured(expired(instance))
+    answered = httpx.post(fn.url, content=body, headers={**headers, "X-CFF-Auth-Token": TOKEN})
+    assert answered.status_code == 200
+    assert [c["status"] for c in emulator.calls(instance)] == [204]
+    missing = httpx.post(fn.url, content=body, headers=headers)
+    assert missing.status_code == 503
+    assert "X-CFF-Auth-Token" in missing.json()["error"]
+    assert TOKEN not in fn.log()

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Deploy reaper on Google Cloud Run functions: the service, the Cloud Tasks queue for follow-ups,
+# a Cloud Scheduler job for sweeps, a Pub/Sub push subscription for instance-expired events, and
+# the IAM bindings between them. Idempotent where gcloud allows; re-run after changing the image.
+set -euo pipefail
+
+PROJECT="${PROJECT:?set PROJECT to the Google Cloud project id}"
+REGION="${REGION:-europe-west1}"
+IMAGE="${IMAGE:-${REGION}-docker.pkg.dev/${PROJECT}/platform/reaper:0.1.0}"
+SERVICE="${SERVICE:-reaper}"
+QUEUE="${QUEUE:-reaper-follow-ups}"
+TOPIC="${TOPIC:-instance-expired}"
+CLOUDDC_ENDPOINT="${CLOUDDC_ENDPOINT:-https://clouddc.cn-north-4.myhuaweicloud.com}"
+CLOUDDC_PROJECT_ID="${CLOUDDC_PROJECT_ID:?set CLOUDDC_PROJECT_ID to the Huawei project id}"
+TOKEN_SECRET="${TOKEN_SECRET:-clouddc-token}"
+RUNTIME_SA="reaper-runtime@${PROJECT}.iam.gserviceaccount.com"
+INVOKER_SA="reaper-invoker@${PROJECT}.iam.gserviceaccount.com"
+
+gcloud config set project "${PROJECT}"
+
+for account in reaper-runtime reaper-invoker; do
+  gcloud iam service-accounts describe "${account}@${PROJECT}.iam.gserviceaccount.com" >/dev/null 2>&1 \
+    || gcloud iam service-accounts create "${account}"
+done
+
+gcloud tasks queues describe "${QUEUE}" --location="${REGION}" >/dev/null 2>&1 \
+  || gcloud tasks queues create "${QUEUE}" --location="${REGION}" \
+       --max-attempts=20 --min-backoff=2s --max-backoff=300s
+
+gcloud run deploy "${SERVICE}" \
+  --image="${IMAGE}" \
+  --region="${REGION}" \
+  --service-account="${RUNTIME_SA}" \
+  --no-allow-unauthenticated \
+  --concurrency=200 \
+  --set-secrets="/var/run/secrets/clouddc/token=${TOKEN_SECRET}:latest" \
+  --set-env-vars="CLOUDDC_ENDPOINT=${CLOUDDC_ENDPOINT},CLOUDDC_PROJECT_ID=${CLOUDDC_PROJECT_ID},CLOUDDC_AUTH_TOKEN_FILE=/var/run/secrets/clouddc/token,REAPER_SCHEDULER=cloudtasks,REAPER_CLOUDTASKS_QUEUE=projects/${PROJECT}/locations/${REGION}/queues/${QUEUE},REAPER_CLOUDTASKS_SERVICE_ACCOUNT=${INVOKER_SA},THREADS=64"
+
+URL="$(gcloud run services describe "${SERVICE}" --region="${REGION}" --format='value(status.url)')/"
+gcloud run services update "${SERVICE}" --region="${REGION}" --update-env-vars="REAPER_SELF_URL=${URL}"
+
+# Who may call the function: the tasks/scheduler/push identity.
+gcloud run services add-iam-policy-binding "${SERVICE}" --region="${REGION}" \
+  --member="serviceAccount:${INVOKER_SA}" --role=roles/run.invoker
+# The runtime enqueues tasks that carry the invoker's OIDC token.
+gcloud projects add-iam-policy-binding "${PROJECT}" \
+  --member="serviceAccount:${RUNTIME_SA}" --role=roles/cloudtasks.enqueuer
+gcloud iam service-accounts add-iam-policy-binding "${INVOKER_SA}" \
+  --member="serviceAccount:${RUNTIME_SA}" --role=roles/iam.serviceAccountUser
+gcloud secrets add-iam-policy-binding "${TOKEN_SECRET}" \
+  --member="serviceAccount:${RUNTIME_SA}" --role=roles/secretmanager.secretAccessor
+
+# Sweeps every 15 minutes, as a binary CloudEvent.
+gcloud scheduler jobs describe reaper-sweep --location="${REGION}" >/dev/null 2>&1 \
+  || gcloud scheduler jobs create http reaper-sweep --location="${REGION}" \
+       --schedule="*/15 * * * *" --uri="${URL}" --http-method=POST \
+       --headers="Content-Type=application/json,ce-specversion=1.0,ce-type=instance-sweep,ce-source=/cloud-scheduler/reaper-sweep,ce-id=reaper-sweep" \
+       --message-body="{\"project_id\": \"${CLOUDDC_PROJECT_ID}\"}" \
+       --oidc-service-account-email="${INVOKER_SA}" --oidc-token-audience="${URL}"
+
+# instance-expired events published to Pub/Sub are pushed to the function.
+gcloud pubsub topics describe "${TOPIC}" >/dev/null 2>&1 || gcloud pubsub topics create "${TOPIC}"
+gcloud pubsub subscriptions describe reaper-push >/dev/null 2>&1 \
+  || gcloud pubsub subscriptions create reaper-push --topic="${TOPIC}" \
+       --push-endpoint="${URL}" --push-auth-service-account="${INVOKER_SA}" --ack-deadline=60
+
+echo "reaper is at ${URL}"
+echo "try it: reaper send ${URL} --instance i-0001 --project ${CLOUDDC_PROJECT_ID} --as pubsub"
