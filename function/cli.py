@@ -21,31 +21,38 @@ def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    from function.emulator.app import make_emulator_server
+    from function.emulator.app import create_app
     from function.emulator.fleet import Config, Fleet
+    from function.wsgi import serve_forever
 
-    config = Config(
-        termination_seconds=args.termination_seconds,
-        latency=args.latency,
-        token=args.token,
-        retention_seconds=args.retention_seconds,
-    )
-    server, fleet = make_emulator_server(args.host, args.port, Fleet(config))
-    for number in range(1, args.seed + 1):
-        fleet.add({"id": f"i-{number:04d}", "project_id": args.project})
-    if args.instances:
-        for spec in json.loads(Path(args.instances).read_text(encoding="utf-8")):
+    specs = json.loads(Path(args.instances).read_text(encoding="utf-8")) if args.instances else []
+
+    def factory() -> object:
+        config = Config(
+            termination_seconds=args.termination_seconds,
+            latency=args.latency,
+            token=args.token,
+            retention_seconds=args.retention_seconds,
+        )
+        fleet = Fleet(config)
+        for number in range(1, args.seed + 1):
+            fleet.add({"id": f"i-{number:04d}", "project_id": args.project})
+        for spec in specs:
             fleet.add(spec)
-    print(f"clouddc emulator on http://{args.host}:{server.server_port}", file=sys.stderr, flush=True)
-    server.serve_forever()
+        return create_app(fleet)
+
+    print(f"clouddc emulator on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+    serve_forever(factory, args.host, args.port, threads=args.threads)
     return 0
 
 
 def _delay_service(args: argparse.Namespace) -> int:
-    from function.delay_service import DelayService
+    from function.delay_service import is_loopback, wsgi_app
+    from function.wsgi import serve_forever
 
-    service = DelayService(args.host, args.port, args.db)
-    service.serve_forever()
+    if not is_loopback(args.host):
+        raise ValueError(f"the delay service listens on loopback only, not {args.host!r}")
+    serve_forever(lambda: wsgi_app(args.db), args.host, args.port, threads=args.threads)
     return 0
 
 
@@ -91,12 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--seed", type=int, default=0, help="create N running instances")
     emulator.add_argument("--project", default="demo-project")
     emulator.add_argument("--instances", default=None, help="JSON file with instance specs")
+    emulator.add_argument("--threads", type=int, default=128, help="concurrent requests served")
     emulator.set_defaults(run=_emulator)
 
     delay = commands.add_parser("delay-service", help="run the local delay service")
     delay.add_argument("--host", default="127.0.0.1")
     delay.add_argument("--port", type=int, default=8089)
     delay.add_argument("--db", default="reaper-delays.sqlite3")
+    delay.add_argument("--threads", type=int, default=32, help="concurrent requests served")
     delay.set_defaults(run=_delay_service)
 
     relay = commands.add_parser("rabbitmq-relay", help="consume the input queue, POST to the function")

@@ -185,6 +185,15 @@ def _json(body: dict[str, Any], status: int) -> flask.Response:
     return response
 
 
+def wsgi_app(db_path: Path | str) -> flask.Flask:
+    """The service as a WSGI app with its store and a running dispatcher (for gunicorn's worker)."""
+    store = DelayStore(db_path)
+    dispatcher = Dispatcher(store)
+    dispatcher.start()
+    _LOG.info("delay service ready", extra={"db": str(db_path)})
+    return create_app(store, dispatcher)
+
+
 class DelayService:
     """The store, the dispatcher and the HTTP server, started and stopped together."""
 

@@ -17,7 +17,8 @@ class Outcome:
     reason: str | None = None
     instances: int | None = None
     batches: int | None = None
+    calls: tuple[str, ...] | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The response body."""
-        return {k: v for k, v in vars(self).items() if v is not None}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self).items() if v is not None}

@@ -5,6 +5,7 @@ A handler's wall time is its API calls and nothing else: waits leave as delayed 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -74,6 +75,7 @@ class Reaper:
                 "project_id": outcome.project_id,
                 "outcome": outcome.outcome,
                 "reason": outcome.reason,
+                "calls": list(outcome.calls) if outcome.calls else None,
                 "busy_ms": round((time.perf_counter() - started) * 1000, 3),
             },
         )
@@ -87,7 +89,7 @@ class Reaper:
             job = catalog.job_from_data(event.data)
             action: core.Action = "status" if event.type == catalog.INSTANCE_STATUS_CHECK else "delete"
             decision = core.resume(action, job, now)
-        return self._run(event, decision)
+        return self._run(decision)
 
     def _new_job(self, event: InboundEvent, now: float) -> core.Job:
         instance_id = event.data.get("instance_id") or event.subject
@@ -104,14 +106,15 @@ class Reaper:
             self.policy,
         )
 
-    def _run(self, event: InboundEvent, decision: core.Decision) -> Outcome:
+    def _run(self, decision: core.Decision) -> Outcome:
         token_reloaded = False
+        calls: list[str] = []
         for _ in range(_MAX_CALLS_PER_EVENT):
             match decision:
                 case core.Schedule():
-                    return self._schedule(event, decision)
+                    return dataclasses.replace(self._schedule(decision), calls=tuple(calls))
                 case core.Finish():
-                    return self._finish(event, decision)
+                    return dataclasses.replace(self._finish(decision), calls=tuple(calls))
                 case core.ReloadToken(then=then):
                     self.tokens.reload()
                     token_reloaded = True
@@ -126,7 +129,7 @@ class Reaper:
                         self.rand,
                         token_reloaded=token_reloaded,
                     )
-                    self._log_call(event, "DELETE", job, answer, decision)
+                    calls.append(_describe("DELETE", answer))
                 case core.CallStatus(job=job, rejected=rejected):
                     answer = self.client.show_status(job.project_id, job.instance_id)
                     decision = core.on_status_answer(
@@ -138,12 +141,12 @@ class Reaper:
                         token_reloaded=token_reloaded,
                         rejected=rejected,
                     )
-                    self._log_call(event, "STATUS", job, answer, decision)
+                    calls.append(_describe("STATUS", answer))
         # Unreachable with the current core; if it ever loops, hand on rather than spin.
         job = _job_of(decision)
-        return self._schedule(event, core.Schedule("status", job, self.policy.check_delay, "loop"))
+        return self._schedule(core.Schedule("status", job, self.policy.check_delay, "loop"))
 
-    def _schedule(self, event: InboundEvent, decision: core.Schedule) -> Outcome:
+    def _schedule(self, decision: core.Schedule) -> Outcome:
         job = decision.job
         self.handoff.follow_up(
             _FOLLOW_UP_TYPES[decision.action],
@@ -160,27 +163,18 @@ class Reaper:
             reason=decision.why,
         )
 
-    def _finish(self, event: InboundEvent, decision: core.Finish) -> Outcome:
+    def _finish(self, decision: core.Finish) -> Outcome:
         job, result = decision.job, decision.result
         self.handoff.announce(job, result)
         return Outcome(result.kind, job.project_id, job.instance_id, reason=result.reason)
 
-    @staticmethod
-    def _log_call(
-        event: InboundEvent, call: str, job: core.Job, answer: core.ApiAnswer, decision: core.Decision
-    ) -> None:
-        _LOG.info(
-            "decision",
-            extra={
-                "event_id": event.id,
-                "instance_id": job.instance_id,
-                "step": call,
-                "http_status": answer.status,
-                "state": answer.state,
-                "failure": answer.failure,
-                "decision": type(decision).__name__,
-            },
-        )
+
+def _describe(call: str, answer: core.ApiAnswer) -> str:
+    """One call as the log and the response show it: method, status or failure, state."""
+    parts = [call, str(answer.status or answer.failure)]
+    if answer.state:
+        parts.append(answer.state)
+    return " ".join(parts)
 
 
 def _job_of(decision: core.Decision) -> core.Job:

@@ -1,9 +1,11 @@
-"""The threaded werkzeug server shared by reaper's local services (emulator, delay service, sinks)."""
+"""Servers for the local services: gunicorn for the emulator and delay service, werkzeug for sinks."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 
@@ -20,3 +22,43 @@ class QuietRequestHandler(WSGIRequestHandler):
 def threaded_server(host: str, port: int, app: Any) -> BaseWSGIServer:
     """A threaded, quiet WSGI server (port 0 picks a free one)."""
     return make_server(host, port, app, threaded=True, request_handler=QuietRequestHandler)
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    """Gunicorn embedded: one worker process (state lives there), gthread, HTTP keep-alive."""
+
+    def __init__(self, factory: Callable[[], Any], options: dict[str, Any]) -> None:
+        self._factory = factory
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        # Called in the worker after the fork: threads, sockets and databases are created there.
+        return self._factory()
+
+
+def serve_forever(factory: Callable[[], Any], host: str, port: int, *, threads: int = 32) -> None:
+    """Serve the WSGI app ``factory()`` builds with gunicorn until SIGTERM/SIGINT.
+
+    Werkzeug's development server closes every connection after one request; production clients
+    (and the real CloudDC API) keep connections alive, so the local services must too.
+    """
+    _Gunicorn(
+        factory,
+        {
+            "bind": f"{host}:{port}",
+            "workers": 1,
+            "worker_class": "gthread",
+            "threads": threads,
+            "keepalive": 30,
+            "timeout": 0,
+            "graceful_timeout": 10,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": "warning",
+        },
+    ).run()

@@ -135,7 +135,9 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
         port,
         stderr=log,
     ).start()
-    yield Emulator(process)
+    emulator = Emulator(process)
+    yield emulator
+    emulator.http.close()
     process.stop()
     log.close()
 

@@ -184,10 +184,11 @@ def _admin_error(message: str) -> flask.Response:
 
 def _reset_connection() -> None:
     """Abort the TCP connection with an RST, as a crashing load balancer would."""
-    sock = flask.request.environ.get("werkzeug.socket")
+    environ = flask.request.environ
+    sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
     if isinstance(sock, socket.socket):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        # shutdown, not close: werkzeug still holds file objects on this socket, so close()
+        # shutdown, not close: the server still holds file objects on this socket, so close()
         # would not release it; the client sees the connection drop with no answer.
         sock.shutdown(socket.SHUT_RDWR)
     raise InjectedResetError

@@ -112,7 +112,12 @@ class Fleet:
         """Every instance with its current state and counters."""
         with self._lock:
             return [
-                {**self.describe(i), "delete_calls": i.delete_calls, "outcome": i.outcome}
+                {
+                    **self.describe(i),
+                    "delete_calls": i.delete_calls,
+                    "outcome": i.outcome,
+                    "finished_at": self._finished_at(i),
+                }
                 for i in self._live()
             ]
 
