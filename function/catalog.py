@@ -8,12 +8,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+import fastjsonschema
 from cloudevents.http import CloudEvent
-from jsonschema import Draft202012Validator
 
 from function.core import Job, Result
 from function.errors import BadEventError
@@ -46,18 +47,19 @@ def _schema_dir() -> Path:
 
 
 @functools.cache
-def _validator(event_type: str) -> Draft202012Validator:
+def _validator(event_type: str) -> Callable[[object], object]:
+    # fastjsonschema compiles each schema to Python once: ~8 ms to import where jsonschema takes
+    # ~60 ms, and validation per event in microseconds (docs/benchmarks.md, cold start).
     schema = json.loads((_schema_dir() / f"{event_type}.json").read_text(encoding="utf-8"))
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    return fastjsonschema.compile(schema)
 
 
 def validate(event_type: str, data: object) -> None:
     """Raise ``BadEventError`` (422) unless ``data`` matches the schema of ``event_type``."""
-    error = next(iter(_validator(event_type).iter_errors(data)), None)
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "data"
-        raise BadEventError(f"{event_type}: {where}: {error.message}", status=422)
+    try:
+        _validator(event_type)(data)
+    except fastjsonschema.JsonSchemaValueException as error:
+        raise BadEventError(f"{event_type}: {error.message}", status=422) from None
 
 
 def event_id(*parts: str) -> str:

@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
+from function import outbound
 from function.core import ApiAnswer
 from function.credentials import TokenSource
 from function.errors import BadEventError
@@ -63,7 +64,7 @@ class CloudDCClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._tokens = tokens
-        self._http = httpx.Client(
+        self._http = outbound.client(
             base_url=endpoint.rstrip("/"),
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),

@@ -22,6 +22,7 @@ import flask
 import httpx
 from werkzeug.serving import BaseWSGIServer
 
+from function import outbound
 from function.delaystore import DelayStore, Delivery
 from function.wsgi import threaded_server
 
@@ -52,7 +53,7 @@ class Dispatcher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deliver")
-        self._http = httpx.Client(timeout=timeout)
+        self._http = outbound.client(timeout=timeout)
         self._thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
 
     def start(self) -> None:

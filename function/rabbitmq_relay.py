@@ -20,6 +20,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
+from function import outbound
 from function.schedulers.rabbitmq import ATTEMPTS, DUE_AT, connect, declare_topology, publish
 from function.secret import Secret
 
@@ -50,7 +51,7 @@ class Relay:
         self._queue = queue
         self._target = target
         self._prefetch = prefetch
-        self._http = httpx.Client(timeout=timeout)
+        self._http = outbound.client(timeout=timeout)
         self._stop = threading.Event()
 
     def stop(self) -> None:

@@ -13,6 +13,8 @@ import httpx
 from cloudevents.conversion import to_dict, to_structured
 from cloudevents.http import CloudEvent
 
+from function import outbound
+
 _LOG = logging.getLogger("reaper.results")
 _ATTEMPTS: Final = 2
 
@@ -24,7 +26,10 @@ class ResultSink:
         self, sink_url: str | None, *, timeout: float = 5.0, transport: httpx.BaseTransport | None = None
     ) -> None:
         self._url = sink_url
-        self._http = httpx.Client(timeout=timeout, transport=transport or httpx.HTTPTransport(retries=2))
+        self._http = outbound.client(
+            timeout=timeout,
+            transport=transport or httpx.HTTPTransport(retries=2, verify=outbound.tls_context()),
+        )
 
     def emit(self, event: CloudEvent) -> bool:
         """Announce ``event``; True when the sink took it (or there is no sink)."""

@@ -106,3 +106,13 @@ def test_inbound_refusals(headers: dict[str, str], body: bytes, status: int) -> 
     with pytest.raises(BadEventError) as caught:
         inbound.from_request(headers, body)
     assert caught.value.status == status
+
+
+@pytest.mark.parametrize("event_type", TYPES)
+def test_schemas_are_valid_draft_07(event_type: str) -> None:
+    """Each schema is itself valid JSON Schema (draft-07, what the compiled validator implements)."""
+    from jsonschema import Draft7Validator
+
+    schema = json.loads((EVENTS / "schemas" / f"{event_type}.json").read_text())
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+    Draft7Validator.check_schema(schema)

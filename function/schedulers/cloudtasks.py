@@ -19,6 +19,7 @@ import httpx
 from cloudevents.conversion import to_structured
 from cloudevents.http import CloudEvent
 
+from function import outbound
 from function.errors import HandOffError
 from function.secret import Secret
 from function.settings import CLOUDTASKS_MAX_DELAY
@@ -87,7 +88,7 @@ class CloudTasksScheduler:
         self._service_account = service_account
         self._audience = audience or target_url
         self._endpoint = f"{api_base.rstrip('/')}/v2/{queue}/tasks"
-        self._http = httpx.Client(timeout=timeout)
+        self._http = outbound.client(timeout=timeout)
         self._clock = clock
         self.token = MetadataToken(self._http, metadata_host)
 

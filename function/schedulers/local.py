@@ -8,6 +8,7 @@ import httpx
 from cloudevents.conversion import to_dict
 from cloudevents.http import CloudEvent
 
+from function import outbound
 from function.errors import HandOffError
 
 _OK: Final = frozenset({200, 201, 202})
@@ -25,10 +26,10 @@ class LocalScheduler:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._target = target_url
-        self._http = httpx.Client(
+        self._http = outbound.client(
             base_url=service_url.rstrip("/"),
             timeout=timeout,
-            transport=transport or httpx.HTTPTransport(retries=1),
+            transport=transport or httpx.HTTPTransport(retries=1, verify=outbound.tls_context()),
         )
 
     def schedule(self, event: CloudEvent, delay: float, dedup_key: str) -> None:

@@ -18,6 +18,7 @@ import jwt
 from cloudevents.conversion import to_structured
 from cloudevents.http import CloudEvent
 
+from function import outbound
 from function.errors import BadEventError, HandOffError
 from function.secret import Secret
 
@@ -31,7 +32,7 @@ class QStashScheduler:
         # QStash takes the destination URL verbatim after /v2/publish/ (its documented form).
         self._endpoint = f"{base_url.rstrip('/')}/v2/publish/{target_url}"
         self._token = token
-        self._http = httpx.Client(timeout=timeout)
+        self._http = outbound.client(timeout=timeout)
 
     def schedule(self, event: CloudEvent, delay: float, dedup_key: str) -> None:
         """Publish ``event`` for delivery after ``delay`` seconds (rounded up to whole seconds)."""
