@@ -453,6 +453,7 @@ def report(
     sweep: dict[str, float],
     command: str,
     took: float,
+    finished: float,
 ) -> str:
     r, n, i = cost["reaper"], cost["naive"], cost["ideal"]
     noop_rate = next(row["rate"] for row in tp if row["label"] == "no-op" and row["latency_ms"] == 0)
@@ -467,7 +468,7 @@ def report(
     lines = [
         "# Benchmarks",
         "",
-        f"Produced by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in {took / 60:.1f} min. "
+        f"Produced by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(finished))} in {took / 60:.1f} min. "
         f"Medians over {RUNS} runs (scenario 1: {GROUPS} independent groups of {PER_GROUP} instances run side by "
         "side). Absolute figures are noisy on this machine; the ratios are the headline.",
         "",
@@ -499,6 +500,14 @@ def report(
         f"| detection lag median (s) | {r['lag_median']:.1f} | {n['lag_median']:.1f} | 0 |",
         f"| detection lag p95 (s) | {r['lag_p95']:.1f} | {n['lag_p95']:.1f} | 0 |",
         f"| detection lag max (s) | {r['lag_max']:.1f} | {n['lag_max']:.1f} | 0 |",
+        "",
+        "The same, one row per approach:",
+        "",
+        "| approach | busy ms per instance | API calls per instance | lag p95 (s) | busy vs naive |",
+        "|---|---|---|---|---|",
+        f"| reaper | {r['busy_ms']:.1f} | {r['calls']:.2f} | {r['lag_p95']:.1f} | 1/{n['busy_ms'] / r['busy_ms']:,.0f} |",
+        f"| naive | {n['busy_ms']:.1f} | {n['calls']:.2f} | {n['lag_p95']:.1f} | 1 |",
+        f"| ideal | {i['busy_ms']:.1f} | {i['calls']:.0f} | 0 | 1/{n['busy_ms'] / i['busy_ms']:,.0f} |",
     ]
     lines += [
         "",
@@ -599,14 +608,16 @@ def main() -> int:
         return 0
     results = {name: json.loads((CACHE / f"{name}.json").read_text()) for name in SCENARIOS}
     took = time.monotonic() - began
+    finished = time.time()
     if len(wanted) == len(SCENARIOS):
-        (CACHE / "meta.json").write_text(json.dumps({"took": took}))
+        (CACHE / "meta.json").write_text(json.dumps({"took": took, "at": time.time()}))
     elif not wanted and (CACHE / "meta.json").exists():
         # `python -m bench report`: re-render the last full run.
-        took = json.loads((CACHE / "meta.json").read_text())["took"]
+        meta = json.loads((CACHE / "meta.json").read_text())
+        took, finished = meta["took"], meta.get("at", finished)
     else:
         command = f"python -m bench {' '.join(wanted)} (other scenarios from an earlier full run)"
-    text = report(*results.values(), command, took)
+    text = report(*results.values(), command, took, finished)
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(text)
     print("\n" + text)
