@@ -38,17 +38,22 @@ def _request(host: str, path: str, instance: str, project: str) -> bytes:
     return head.encode() + body
 
 
-async def _read_response(reader: asyncio.StreamReader) -> int:
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """Status and whether the server closes the connection after this response."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
     length = 0
+    closing = False
     for line in lines[1:]:
-        if line.lower().startswith("content-length:"):
-            length = int(line.split(":", 1)[1])
+        name, _, value = line.partition(":")
+        if name.lower() == "content-length":
+            length = int(value)
+        elif name.lower() == "connection" and value.strip().lower() == "close":
+            closing = True
     if length:
         await reader.readexactly(length)
-    return status
+    return status, closing
 
 
 async def _run(url: str, ids: list[str], project: str, concurrency: int, max_seconds: float) -> LoadResult:
@@ -68,13 +73,16 @@ async def _run(url: str, ids: list[str], project: str, concurrency: int, max_sec
                 counts["sent"] += 1
                 writer.write(_request(f"{host}:{port}", path, instance, project))
                 try:
-                    status = await _read_response(reader)
+                    status, closing = await _read_response(reader)
                 except (asyncio.IncompleteReadError, ConnectionError):
                     writer.close()
                     reader, writer = await asyncio.open_connection(host, port)
                     continue
                 latencies.append((time.perf_counter() - began) * 1000)
                 counts["ok"] += 200 <= status < 300
+                if closing:
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, port)
         finally:
             writer.close()
 
