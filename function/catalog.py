@@ -79,6 +79,14 @@ def parse_time(text: str) -> float:
     return datetime.fromisoformat(text.replace("z", "Z")).timestamp()
 
 
+def _time_or_none(epoch: float | None) -> str | None:
+    return rfc3339(epoch) if epoch is not None else None
+
+
+def _parse_or_none(text: str | None) -> float | None:
+    return parse_time(text) if text else None
+
+
 def job_to_data(job: Job) -> dict[str, Any]:
     """Serialise a job as the data of a follow-up event."""
     return {
@@ -87,7 +95,7 @@ def job_to_data(job: Job) -> dict[str, Any]:
         "origin_event_id": job.origin_id,
         "started_at": rfc3339(job.started_at),
         "deadline_at": rfc3339(job.deadline_at),
-        "deleted_at": rfc3339(job.deleted_at) if job.deleted_at is not None else None,
+        "deleted_at": _time_or_none(job.deleted_at),
         "checks": job.checks,
         "delete_attempts": job.delete_attempts,
         "failures": job.failures,
@@ -97,14 +105,13 @@ def job_to_data(job: Job) -> dict[str, Any]:
 
 def job_from_data(data: dict[str, Any]) -> Job:
     """Rebuild a job from a follow-up's (already validated) data."""
-    deleted = data.get("deleted_at")
     return Job(
         instance_id=data["instance_id"],
         project_id=data["project_id"],
         origin_id=data["origin_event_id"],
         started_at=parse_time(data["started_at"]),
         deadline_at=parse_time(data["deadline_at"]),
-        deleted_at=parse_time(deleted) if deleted else None,
+        deleted_at=_parse_or_none(data.get("deleted_at")),
         checks=data["checks"],
         delete_attempts=data["delete_attempts"],
         failures=data["failures"],
@@ -120,7 +127,7 @@ def batch_to_data(job: BatchJob) -> dict[str, Any]:
         "origin_event_id": job.origin_id,
         "started_at": rfc3339(job.started_at),
         "deadline_at": rfc3339(job.deadline_at),
-        "deleted_at": rfc3339(job.deleted_at) if job.deleted_at is not None else None,
+        "deleted_at": _time_or_none(job.deleted_at),
         "checks": job.checks,
         "failures": job.failures,
         "redeletes": job.redeletes,
@@ -129,14 +136,13 @@ def batch_to_data(job: BatchJob) -> dict[str, Any]:
 
 def batch_from_data(data: dict[str, Any]) -> BatchJob:
     """Rebuild a batch job from a batch follow-up's (already validated) data."""
-    deleted = data.get("deleted_at")
     return BatchJob(
         project_id=data["project_id"],
         instance_ids=tuple(data["instance_ids"]),
         origin_id=data["origin_event_id"],
         started_at=parse_time(data["started_at"]),
         deadline_at=parse_time(data["deadline_at"]),
-        deleted_at=parse_time(deleted) if deleted else None,
+        deleted_at=_parse_or_none(data.get("deleted_at")),
         checks=data["checks"],
         failures=data["failures"],
         redeletes=data["redeletes"],
@@ -152,7 +158,7 @@ def result_to_data(job: Job, result: Result) -> dict[str, Any]:
         "decided_at": rfc3339(result.at),
     }
     if result.kind == "terminated":
-        data["deleted_at"] = rfc3339(job.deleted_at) if job.deleted_at is not None else None
+        data["deleted_at"] = _time_or_none(job.deleted_at)
         data["terminated_at"] = rfc3339(result.at)
         data["checks"] = job.checks
         data["already_absent"] = result.already_absent
@@ -160,7 +166,7 @@ def result_to_data(job: Job, result: Result) -> dict[str, Any]:
         data.update(
             reason=result.reason,
             checks=job.checks,
-            deleted_at=rfc3339(job.deleted_at) if job.deleted_at is not None else None,
+            deleted_at=_time_or_none(job.deleted_at),
             state=result.state,
             http_status=result.http_status,
             error_code=result.error_code,

@@ -20,24 +20,29 @@ _MAX_SECRETS: Final = 256
 # Most recent last; bounded because per-request tokens (X-CFF-Auth-Token) rotate over time.
 _secrets: OrderedDict[str, None] = OrderedDict()
 _secrets_lock = threading.Lock()
+# Longest first, rebuilt only when a secret is added: redaction runs on every log line.
+_ordered: tuple[str, ...] = ()
 _STANDARD_ATTRS: Final = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
 
 def register_secret(value: str) -> None:
     """Remember a value that must never appear in any log line."""
+    global _ordered
     if len(value) >= _MIN_SECRET_LEN:
         with _secrets_lock:
+            known = value in _secrets
             _secrets[value] = None
             _secrets.move_to_end(value)
+            if known:
+                return
             while len(_secrets) > _MAX_SECRETS:
                 _secrets.popitem(last=False)
+            _ordered = tuple(sorted(_secrets, key=len, reverse=True))
 
 
 def redact(text: str) -> str:
     """Replace every registered secret in ``text``."""
-    with _secrets_lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
+    for secret in _ordered:
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text

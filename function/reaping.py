@@ -142,9 +142,8 @@ class Reaper:
                         rejected=rejected,
                     )
                     calls.append(_describe("STATUS", answer))
-        # Unreachable with the current core; if it ever loops, hand on rather than spin.
-        job = _job_of(decision)
-        return self._schedule(core.Schedule("status", job, self.policy.check_delay, "loop"))
+        # The core settles within a few calls; should it ever not, fail loudly (5xx: redelivered).
+        raise RuntimeError(f"decision loop did not settle after {_MAX_CALLS_PER_EVENT} steps")
 
     def _schedule(self, decision: core.Schedule) -> Outcome:
         job = decision.job
@@ -175,9 +174,3 @@ def _describe(call: str, answer: core.ApiAnswer) -> str:
     if answer.state:
         parts.append(answer.state)
     return " ".join(parts)
-
-
-def _job_of(decision: core.Decision) -> core.Job:
-    if isinstance(decision, core.ReloadToken):
-        return decision.then.job
-    return decision.job

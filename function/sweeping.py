@@ -8,10 +8,11 @@ instances already shutting down are not picked at all.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from function import catalog, core, sweep
 from function.clouddc import CloudDCClient, check_id
@@ -23,6 +24,7 @@ from function.outcome import Outcome
 from function.settings import Settings
 
 _LOG = logging.getLogger("reaper.sweep")
+_T = TypeVar("_T")
 _MAX_PAGES: Final = 1000
 _PAGE_SIZE: Final = 100
 # Sweeps within the same window that find the same batch hand on the same (de-duplicated) batch.
@@ -91,10 +93,8 @@ class Sweeper:
         return Outcome("swept", project, instances=len(ids), batches=len(batches))
 
     def _delete(self, job: sweep.BatchJob) -> sweep.BatchStep:
-        answer = self._client.batch_delete(job.project_id, job.instance_ids)
-        if answer.status == 401:
-            self._tokens.reload()
-            answer = self._client.batch_delete(job.project_id, job.instance_ids)
+        call = functools.partial(self._client.batch_delete, job.project_id, job.instance_ids)
+        answer = self._reloading_on_401(call, lambda a: a)
         step = sweep.on_batch_delete(job, answer, self._clock(), self._policy, self._rand)
         if step.action == "batch-check" and step.delay == 0 and step.job is not None:
             return self._check(step.job)  # a 400: read the states right away
@@ -132,11 +132,15 @@ class Sweeper:
         )
 
     def _list(self, project_id: str, **query: Any) -> tuple[core.ApiAnswer, list[dict[str, Any]], str | None]:
-        page = self._client.list_instances(project_id, **query)
-        if page[0].status == 401:
+        call = functools.partial(self._client.list_instances, project_id, **query)
+        return self._reloading_on_401(call, lambda page: page[0])
+
+    def _reloading_on_401(self, call: Callable[[], _T], answer_of: Callable[[_T], core.ApiAnswer]) -> _T:
+        result = call()
+        if answer_of(result).status == 401:
             self._tokens.reload()  # a rotated token file: once, then the answer stands
-            page = self._client.list_instances(project_id, **query)
-        return page
+            result = call()
+        return result
 
 
 def _instance_job(job: sweep.BatchJob, instance_id: str) -> core.Job:
