@@ -31,6 +31,10 @@ INSTANCE_BATCH_DELETE: Final = "instance-batch-delete"
 INSTANCE_BATCH_CHECK: Final = "instance-batch-check"
 SWEEP_TYPES: Final = (INSTANCE_SWEEP, INSTANCE_BATCH_DELETE, INSTANCE_BATCH_CHECK)
 INBOUND_TYPES: Final = (INSTANCE_EXPIRED, INSTANCE_STATUS_CHECK, INSTANCE_DELETE_RETRY, *SWEEP_TYPES)
+# Reaper's own follow-ups: accepted only with reaper's signature (function.signing).
+INTERNAL_TYPES: Final = frozenset(
+    {INSTANCE_STATUS_CHECK, INSTANCE_DELETE_RETRY, INSTANCE_BATCH_DELETE, INSTANCE_BATCH_CHECK}
+)
 # Schedulers that cannot set a type of their own map onto ours (Knative PingSource sends this).
 TYPE_ALIASES: Final = {"dev.knative.sources.ping": INSTANCE_SWEEP}
 RESULT_TYPES: Final = {
@@ -75,8 +79,14 @@ def rfc3339(epoch: float) -> str:
 
 
 def parse_time(text: str) -> float:
-    """Parse an RFC 3339 timestamp into epoch seconds."""
-    return datetime.fromisoformat(text.replace("z", "Z")).timestamp()
+    """Parse an RFC 3339 timestamp into epoch seconds; ``BadEventError`` (422) when it is no real instant."""
+    try:
+        when = datetime.fromisoformat(text.replace("z", "Z"))
+        if when.tzinfo is None:
+            raise ValueError("no time zone")
+        return when.timestamp()
+    except (ValueError, OverflowError):
+        raise BadEventError(f"{text[:40]!r} is not an RFC 3339 date-time with a zone", status=422) from None
 
 
 def _time_or_none(epoch: float | None) -> str | None:
@@ -100,6 +110,7 @@ def job_to_data(job: Job) -> dict[str, Any]:
         "delete_attempts": job.delete_attempts,
         "failures": job.failures,
         "redeletes": job.redeletes,
+        "expired_at": _time_or_none(job.expired_at),
     }
 
 
@@ -116,6 +127,7 @@ def job_from_data(data: dict[str, Any]) -> Job:
         delete_attempts=data["delete_attempts"],
         failures=data["failures"],
         redeletes=data["redeletes"],
+        expired_at=_parse_or_none(data.get("expired_at")),
     )
 
 

@@ -74,7 +74,10 @@ def _rabbitmq_relay(args: argparse.Namespace) -> int:
 def _send(args: argparse.Namespace) -> int:
     from function.send import send
 
-    return send(args.url, args.shape, None if args.sweep else args.instance, args.project, args.secret)
+    secrets = {"webhook": "REAPER_WEBHOOK_SECRET", "qstash": "QSTASH_CURRENT_SIGNING_KEY"}
+    secret = args.secret or os.environ.get(secrets.get(args.auth, ""))
+    instance = None if args.sweep else args.instance
+    return send(args.url, args.shape, instance, args.project, auth=args.auth, secret=secret)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -119,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     relay.add_argument("--prefetch", type=int, default=16)
     relay.set_defaults(run=_rabbitmq_relay)
 
-    from function.send import SHAPES
+    from function.send import AUTH_METHODS, SHAPES
 
     sender = commands.add_parser("send", help="fire an instance-expired or sweep event at a URL")
     sender.add_argument("url")
@@ -128,7 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--sweep", action="store_true", help="send an instance-sweep instead")
     sender.add_argument("--project", default=os.environ.get("CLOUDDC_PROJECT_ID"))
     sender.add_argument("--as", dest="shape", choices=SHAPES, default="binary")
-    sender.add_argument("--secret", default=os.environ.get("REAPER_WEBHOOK_SECRET"), help="webhook key")
+    sender.add_argument(
+        "--auth",
+        choices=AUTH_METHODS,
+        default=_default_send_auth(),
+        help="how to authenticate (default: the first of REAPER_INBOUND_AUTH that reaper send can produce)",
+    )
+    sender.add_argument(
+        "--secret", default=None, help="webhook secret or QStash signing key (default: from env)"
+    )
     sender.set_defaults(run=_send)
 
     demo = commands.add_parser("demo", help="emulator + delay service + function, end to end")
@@ -136,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--timeout", type=float, default=120.0)
     demo.set_defaults(run=_demo)
     return parser
+
+
+def _default_send_auth() -> str:
+    from function.send import AUTH_METHODS
+
+    listed = [m.strip().lower() for m in os.environ.get("REAPER_INBOUND_AUTH", "").split(",")]
+    return next((m for m in listed if m in AUTH_METHODS), "platform")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,6 +4,13 @@ No I/O, no clock reads, no environment: ``now`` (epoch seconds), the policy and 
 function in [0, 1) are passed in. The shell (``function.reaping``) performs the calls the decisions
 ask for and feeds the answers back until a decision hands the work on (``Schedule``) or ends it
 (``Finish``).
+
+Every DELETE is preceded by a read (``CallRead``: ListInstances with the instance id) whose answer
+goes through ``gate.judge``; ``CallDelete`` is only ever decided from a ``delete`` verdict:
+
+    start/resume ──► CallRead ──judge──► CallDelete ──204──► Schedule(status) ──► CallStatus ──► ...
+                        │                    └─429/5xx──► Schedule(delete) ──► CallRead (again)
+                        └─ absent / protected / not-expired / not allowed / failed ──► Finish
 """
 
 from __future__ import annotations
@@ -14,23 +21,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from function import gate
+from function.gate import DELETABLE_STATES, FAILED_STATES, SHUTTING_DOWN, TERMINATED, normalise_state
+
 Rand = Callable[[], float]
 Action = Literal["status", "delete"]
 ResultKind = Literal["terminated", "failed", "skipped"]
 
-# State spellings differ between the API reference text and its diagram, and between versions
-# (design §2): normalise before comparing.
-TERMINATED: Final = "terminated"
-FAILED_STATES: Final = frozenset({"failed", "error"})
-SHUTTING_DOWN: Final = "shutting-down"
-DELETABLE_STATES: Final = frozenset({"running", "stopped"})
+__all__ = ["DELETABLE_STATES", "FAILED_STATES", "SHUTTING_DOWN", "TERMINATED", "normalise_state"]
+EVERY_PROJECT: Final = gate.Rules(
+    allowed_projects=None
+)  # the pure core's default; settings refuse by default
 _NOT_FOUND_TEXT: Final = re.compile(r"not[ _-]?(?:found|exist)|does not exist|no such", re.I)
 _ACCEPTED: Final = frozenset({200, 202, 204})
-
-
-def normalise_state(state: str | None) -> str | None:
-    """Return the API's state in one spelling (``shutting_down`` -> ``shutting-down``)."""
-    return state.strip().lower().replace("_", "-") if state else None
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class Policy:
     check_delay: float = 15.0
     check_max_delay: float = 300.0
     deadline: float = 7200.0
-    dry_run: bool = False
+    rules: gate.Rules = EVERY_PROJECT
     max_retries: int = 8
     max_redeletes: int = 3
     retry_base: float = 2.0
@@ -66,11 +69,20 @@ class Job:
     delete_attempts: int = 0
     failures: int = 0
     redeletes: int = 0
+    expired_at: float | None = None
 
     @classmethod
-    def new(cls, instance_id: str, project_id: str, origin_id: str, now: float, policy: Policy) -> Job:
-        """Start a job for an instance-expired event received at ``now``."""
-        return cls(instance_id, project_id, origin_id, now, now + policy.deadline)
+    def new(
+        cls,
+        instance_id: str,
+        project_id: str,
+        origin_id: str,
+        now: float,
+        policy: Policy,
+        expired_at: float | None = None,
+    ) -> Job:
+        """Start a job for an instance-expired event received at ``now`` (``expired_at``: its claim)."""
+        return cls(instance_id, project_id, origin_id, now, now + policy.deadline, expired_at=expired_at)
 
     def step_key(self, action: Action) -> str:
         """A label unique along one job's chain: duplicates of a step get the same label."""
@@ -117,8 +129,15 @@ class Result:
 
 
 @dataclass(frozen=True)
+class CallRead:
+    """Read the instance with ListInstances; the answer decides, through the gate, whether to delete."""
+
+    job: Job
+
+
+@dataclass(frozen=True)
 class CallDelete:
-    """Call DeleteInstance now."""
+    """Call DeleteInstance now (only ever decided from a ``delete`` verdict of the gate)."""
 
     job: Job
 
@@ -135,7 +154,7 @@ class CallStatus:
 class ReloadToken:
     """Re-read the token, then make the same call once more."""
 
-    then: CallDelete | CallStatus
+    then: CallRead | CallDelete | CallStatus
 
 
 @dataclass(frozen=True)
@@ -156,26 +175,70 @@ class Finish:
     result: Result
 
 
-Decision = CallDelete | CallStatus | ReloadToken | Schedule | Finish
+Decision = CallRead | CallDelete | CallStatus | ReloadToken | Schedule | Finish
 
 
 def start(job: Job, now: float, policy: Policy) -> Decision:
-    """Decide the first step for an expired instance."""
-    if policy.dry_run:
-        return Finish(job, Result("skipped", "dry-run", at=now))
-    if now >= job.deadline_at:
-        return Finish(job, Result("failed", "deadline-exceeded", at=now))
-    return CallDelete(job)
+    """Decide the first step for an expired instance: read it, unless its project is off limits."""
+    return resume("delete", job, now, policy)
 
 
-def resume(action: Action, job: Job, now: float) -> Decision:
-    """Decide the step for a delivered follow-up."""
+def resume(action: Action, job: Job, now: float, policy: Policy) -> Decision:
+    """Decide the step for a delivered follow-up (or a new job: ``delete``)."""
+    if not gate.project_allowed(job.project_id, policy.rules):
+        # Answered, not retried: no CloudDC call for a project reaper may not touch.
+        return Finish(job, Result("skipped", "project-not-allowed", at=now))
     if action == "status":
         # A late check still reads the status: the instance may have terminated meanwhile.
         return CallStatus(job)
     if now >= job.deadline_at:
         return Finish(job, Result("failed", "deadline-exceeded", at=now))
-    return CallDelete(job)
+    return CallRead(job)
+
+
+def on_read_answer(
+    job: Job,
+    answer: ApiAnswer,
+    sighting: gate.Sighting | None,
+    now: float,
+    policy: Policy,
+    rand: Rand,
+    *,
+    token_reloaded: bool,
+) -> Decision:
+    """Decide what follows the read before a delete (``sighting`` None: the instance is not listed)."""
+    if answer.status == 401:
+        return _unauthorized(CallRead(job), job, answer, now, token_reloaded=token_reloaded)
+    if answer.status != 200:
+        if answer.transient:
+            return _retry("delete", job, answer, now, policy, rand)
+        return Finish(job, failure("rejected", answer, now))
+    verdict = gate.judge(job.project_id, sighting, job.expired_at, now, policy.rules)
+    state = sighting.state if sighting else None
+    match verdict:
+        case "delete":
+            return CallDelete(job)
+        case "absent" | "terminated":
+            return Finish(
+                job, Result("terminated", at=now, state=state, already_absent=job.deleted_at is None)
+            )
+        case "shutting-down":
+            accepted = dataclasses.replace(
+                job, deleted_at=job.deleted_at if job.deleted_at is not None else now
+            )
+            return _schedule_check(accepted, now, policy, rand, "already shutting down")
+        case "failed":
+            return Finish(job, failure("delete-failed", ApiAnswer(200, state=state), now, state=state))
+        case "not-ready":
+            if now >= job.deadline_at:
+                return Finish(
+                    job, failure("deadline-exceeded", ApiAnswer(200, state=state), now, state=state)
+                )
+            waited = dataclasses.replace(job, checks=job.checks + 1)
+            delay = _clamp(check_delay(job.checks, policy, rand), job, now, policy)
+            return Schedule("delete", waited, delay, f"state {state}: not deletable yet")
+        case _:
+            return Finish(job, Result("skipped", verdict, at=now, state=state))
 
 
 def check_delay(checks_done: int, policy: Policy, rand: Rand) -> float:
@@ -268,7 +331,8 @@ def _on_state(
     if state in DELETABLE_STATES:
         if checked.redeletes >= policy.max_redeletes:
             return Finish(checked, failure("delete-failed", answer, now, state=state))
-        return CallDelete(dataclasses.replace(checked, redeletes=checked.redeletes + 1))
+        # Back to running after an accepted delete: delete again, but read (and judge) first.
+        return CallRead(dataclasses.replace(checked, redeletes=checked.redeletes + 1))
     if now >= job.deadline_at:
         return Finish(checked, failure("deadline-exceeded", answer, now, state=state))
     return _schedule_check(checked, now, policy, rand, f"state {state}")
@@ -297,7 +361,12 @@ def _clamp(delay: float, job: Job, now: float, policy: Policy) -> float:
 
 
 def _unauthorized(
-    retry: CallDelete | CallStatus, job: Job, answer: ApiAnswer, now: float, *, token_reloaded: bool
+    retry: CallRead | CallDelete | CallStatus,
+    job: Job,
+    answer: ApiAnswer,
+    now: float,
+    *,
+    token_reloaded: bool,
 ) -> Decision:
     if not token_reloaded:
         return ReloadToken(retry)

@@ -5,6 +5,7 @@ Everything runs as real processes, started here and stopped on the way out (Ctrl
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import secrets
@@ -25,6 +26,7 @@ from cloudevents.http import CloudEvent
 from werkzeug.wrappers import Request, Response
 
 from function.procs import Process, free_port, function_command, reaper_command
+from function.send import sign
 from function.wsgi import threaded_server
 
 PROJECT: Final = "demo-project"
@@ -39,7 +41,7 @@ SCENARIOS: Final[list[tuple[str, dict[str, Any]]]] = [
     ("plain", {"termination_seconds": 3}),
     ("429 without Retry-After", {"faults": {"delete": [{"status": 429}]}}),
     ("already gone (404)", {"absent": True}),
-    ("plain", {"termination_seconds": 8}),
+    ("protected (metadata)", {"metadata": {"reaper-protected": "true"}}),
 ]
 
 
@@ -137,7 +139,8 @@ def _seed(emulator_url: str, count: int) -> dict[str, Progress]:
     return rows
 
 
-def _fire(function_url: str, instance_ids: list[str]) -> None:
+def _fire(function_url: str, instance_ids: list[str], webhook_secret: str) -> None:
+    """Send one signed (Standard Webhooks) instance-expired per instance, as a lease system would."""
     with httpx.Client(timeout=10) as client:
         for instance_id in instance_ids:
             event = CloudEvent(
@@ -145,7 +148,8 @@ def _fire(function_url: str, instance_ids: list[str]) -> None:
                 {"instance_id": instance_id, "project_id": PROJECT, "reason": "lease ended"},
             )
             headers, body = to_binary(event)
-            client.post(function_url, headers=headers, content=body).raise_for_status()
+            signed = sign(dict(headers), body, "webhook", secret=webhook_secret, url=function_url)
+            client.post(function_url, headers=signed, content=body).raise_for_status()
 
 
 def _refresh_states(emulator_url: str, board: Board) -> None:
@@ -162,6 +166,7 @@ def run_demo(instances: int = 10, timeout: float = 120.0) -> int:
     board = Board()
     workdir = Path(tempfile.mkdtemp(prefix="reaper-demo-"))
     token = "demo-" + secrets.token_hex(16)
+    webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
     ports = {name: free_port() for name in ("emulator", "delay", "function")}
     emulator = Process(
         reaper_command("emulator", "--port", str(ports["emulator"]), "--token", token,
@@ -189,6 +194,9 @@ def run_demo(instances: int = 10, timeout: float = 120.0) -> int:
                     "REAPER_CHECK_DELAY": "2",
                     "REAPER_CHECK_MAX_DELAY": "6",
                     "REAPER_DEADLINE": str(int(timeout)),
+                    "REAPER_EVENT_KEY": secrets.token_hex(32),
+                    "REAPER_INBOUND_AUTH": "webhook",
+                    "REAPER_WEBHOOK_SECRET": webhook_secret,
                 },
                 stderr=subprocess.PIPE,
             )
@@ -203,7 +211,7 @@ def run_demo(instances: int = 10, timeout: float = 120.0) -> int:
             print(f"function log: {workdir / 'function.log'}\n")
             board.rows = _seed(emulator.url, instances)
             began = time.monotonic()
-            _fire(function.url + "/", list(board.rows))
+            _fire(function.url + "/", list(board.rows), webhook_secret)
             last = ""
             while not board.done() and time.monotonic() - began < timeout:
                 _refresh_states(emulator.url, board)
@@ -227,10 +235,12 @@ def _summary(board: Board, elapsed: float) -> int:
     rows = board.rows.values()
     terminated = sum(r.result.startswith("instance-terminated") for r in rows)
     failed = sum(r.result.startswith("instance-deletion-failed") for r in rows)
+    skipped = sum(r.result.startswith("instance-deletion-skipped") for r in rows)
     missing = sum(not r.result for r in rows)
     busy = sum(r.busy_ms for r in rows)
     print(
-        f"\n{terminated} terminated, {failed} failed with a reason, {missing} without a result "
+        f"\n{terminated} terminated, {failed} failed with a reason, {skipped} skipped (refused by the "
+        f"guardrails), {missing} without a result "
         f"in {elapsed:.0f} s; function busy {busy:.0f} ms in all "
         f"({busy / max(len(board.rows), 1):.1f} ms per instance)"
     )

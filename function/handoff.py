@@ -8,6 +8,7 @@ from typing import Any
 from function import catalog, core
 from function.results import ResultSink
 from function.schedulers import Scheduler
+from function.signing import EventSigner
 
 
 def chain_key(project_id: str, instance_id: str, origin_id: str, step: str) -> str:
@@ -19,20 +20,27 @@ class HandOff:
     """Builds outgoing CloudEvents and passes them to the scheduler or the sink."""
 
     def __init__(
-        self, scheduler: Scheduler, sink: ResultSink, source: str, clock: Callable[[], float]
+        self,
+        scheduler: Scheduler,
+        sink: ResultSink,
+        source: str,
+        clock: Callable[[], float],
+        signer: EventSigner,
     ) -> None:
         self.scheduler = scheduler
         self.sink = sink
         self._source = source
         self._clock = clock
+        self._signer = signer
 
     def follow_up(
         self, event_type: str, data: dict[str, Any], *, key: str, subject: str, delay: float
     ) -> str:
-        """Schedule a self-event after ``delay`` seconds; its id doubles as the dedup key."""
+        """Schedule a signed self-event after ``delay`` seconds; its id doubles as the dedup key."""
         event = catalog.make_event(
             event_type, data, key=key, source=self._source, subject=subject, now=self._clock()
         )
+        self._signer.sign(event)
         self.scheduler.schedule(event, delay, dedup_key=event["id"])
         return str(event["id"])
 

@@ -8,24 +8,30 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import TypeVar, cast
+from typing import Final, TypeVar, cast
 
 import flask
 import functions_framework
 from cloudevents.http import CloudEvent
 from werkzeug.exceptions import HTTPException
 
-from function import credentials, envelopes, inbound
+from function import credentials, inbound
+from function.catalog import INTERNAL_TYPES
 from function.errors import BadEventError, RetryableError, SettingsError
+from function.inbound import envelopes
+from function.inbound.auth import Authenticator, Caller
 from function.reaping import Reaper
-from function.runtime import build, qstash_verifier
+from function.runtime import authenticator, build
 from function.settings import Settings
 
 _LOG = logging.getLogger("reaper.http")
+_STRUCTURED: Final = "application/cloudevents+json"
 _ENTERED = "reaper_entered"
+_CALLER = "reaper_caller"
+# Only JSON is read (design §7): a browser can POST text/plain cross-site, and nothing else is ours.
+_READABLE: Final = frozenset({"application/json", "application/cloudevents+json"})
 _Handler = TypeVar("_Handler", bound=Callable[..., flask.Response])
 # functions-framework's errorhandler is Flask's, untyped once re-exported: give it its real shape.
 _errorhandler = cast(
@@ -43,21 +49,39 @@ def _start() -> Reaper:
 
 
 REAPER = _start()
-QSTASH_VERIFIER = qstash_verifier(REAPER.settings)
+AUTHENTICATOR: Authenticator = authenticator(REAPER.settings)
 
 
-def _verify_qstash() -> None:
-    """Refuse (401) a delivery without a valid Upstash-Signature, before anything else runs."""
-    assert QSTASH_VERIFIER is not None
-    body = flask.request.get_data(cache=True)  # cached: the framework parses it afterwards
-    QSTASH_VERIFIER.verify(flask.request.headers.get("Upstash-Signature"), body)
+def _check_shape() -> flask.Response | None:
+    """Refuse (415) bodies reaper does not read, before the framework parses anything."""
+    request = flask.request
+    if request.path == "/init":
+        return None
+    mimetype = request.mimetype.lower()
+    if mimetype.startswith("application/cloudevents-batch"):
+        return _json_error(415, "batched CloudEvents are not accepted; send one per request")
+    if mimetype in _READABLE or (not mimetype and "ce-specversion" in request.headers):
+        return None
+    shown = mimetype or "none"
+    return _json_error(
+        415, f"Content-Type {shown[:60]!r} is not read; send application/json or {_STRUCTURED}"
+    )
+
+
+def _caller() -> Caller:
+    """This request's credentials, checked lazily by the first external event that needs them."""
+    caller = flask.g.get(_CALLER)
+    if caller is None:
+        body = flask.request.get_data(cache=True)  # cached: the framework has read it already
+        caller = Caller(AUTHENTICATOR, dict(flask.request.headers.items()), body)
+        flask.g.setdefault(_CALLER, caller)
+    return cast(Caller, caller)
 
 
 if flask.has_app_context():
     # functions-framework loads this module inside its app's context: configure that app.
     flask.current_app.config["MAX_CONTENT_LENGTH"] = REAPER.settings.max_body_bytes
-    if QSTASH_VERIFIER is not None:
-        flask.current_app.before_request(_verify_qstash)
+    flask.current_app.before_request(_check_shape)
 
 
 def _json_error(status: int, message: str) -> flask.Response:
@@ -71,7 +95,7 @@ def handle(event: CloudEvent) -> None:
     """CloudEvent target: the framework parsed the event; reap and let the status code speak."""
     flask.g.setdefault(_ENTERED, True)
     with _platform_token():
-        REAPER.handle(inbound.from_cloudevent(event))
+        REAPER.handle(inbound.from_cloudevent(event), _caller())
 
 
 @functions_framework.http
@@ -83,18 +107,19 @@ def handle_http(request: flask.Request) -> flask.Response:
         return flask.jsonify({"initialized": True})
     events = envelopes.unwrap(
         dict(request.headers.items()),
-        request.get_data(cache=False),
-        webhook_secret=REAPER.settings.webhook_secret,
-        now=time.time(),
+        request.get_data(cache=True),
+        max_messages=REAPER.settings.max_messages_per_request,
     )
     if len(events) == 1:
         event = events[0]
         if isinstance(event, BadEventError):
             raise event
         with _platform_token():
-            return flask.jsonify(REAPER.handle(event).as_json())
+            return flask.jsonify(REAPER.handle(event, _caller()).as_json())
     if all(isinstance(e, BadEventError) for e in events):
         raise BadEventError("no usable message in the batch: " + "; ".join(map(str, events)))
+    if any(isinstance(e, inbound.InboundEvent) and e.type not in INTERNAL_TYPES for e in events):
+        _caller().authenticate()  # one verdict for the whole request, before any message is acted on
     # One bad message does not stop the rest; a retryable failure still fails the batch (5xx).
     with _platform_token():
         return flask.jsonify({"outcomes": [_handle_one(event) for event in events]})
@@ -110,7 +135,7 @@ def _handle_one(event: inbound.InboundEvent | BadEventError) -> dict[str, object
     try:
         if isinstance(event, BadEventError):
             raise event
-        return REAPER.handle(event).as_json()
+        return REAPER.handle(event, _caller()).as_json()
     except BadEventError as exc:
         _LOG.info("rejected message", extra={"http_status": exc.status, "error": exc.message})
         return {"error": exc.message, "status": exc.status}
@@ -122,8 +147,16 @@ def _bad_event(exc: BadEventError) -> flask.Response:
     return _json_error(exc.status, exc.message)
 
 
+def _release_replay_claims() -> None:
+    """A request answered 5xx will be delivered again: let its signature through once more."""
+    caller = flask.g.get(_CALLER)
+    if isinstance(caller, Caller):
+        caller.release()
+
+
 @_errorhandler(RetryableError)
 def _retryable(exc: RetryableError) -> flask.Response:
+    _release_replay_claims()
     _LOG.warning("could not hand on; asking the source to redeliver", extra={"error": str(exc)})
     return _json_error(503, f"temporarily unable to hand on the work: {exc}")
 
@@ -148,12 +181,10 @@ def _unexpected(exc: Exception) -> flask.Response:
     if not flask.g.get(_ENTERED):
         # functions-framework raised while parsing the request (JSON array, batch body, ...).
         return _not_parsed(f"not a CloudEvent this function accepts ({type(exc).__name__})")
+    _release_replay_claims()
     _LOG.exception("unexpected error")
     return _json_error(500, "internal error")
 
 
 def _not_parsed(message: str) -> flask.Response:
-    content_type = (flask.request.content_type or "").lower()
-    if content_type.startswith("application/cloudevents-batch"):
-        return _json_error(415, "batched CloudEvents are not accepted; send one per request")
     return _json_error(400, message)

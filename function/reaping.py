@@ -13,19 +13,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from function import catalog, core
+from function import catalog, core, gate
 from function.clouddc import CloudDCClient, check_id
 from function.credentials import TokenSource
 from function.errors import BadEventError
 from function.handoff import HandOff, chain_key
 from function.inbound import InboundEvent
+from function.inbound.auth import Caller
 from function.outcome import Outcome
 from function.settings import Settings
+from function.signing import EventSigner
 from function.sweeping import Sweeper
 
 _LOG = logging.getLogger("reaper.decisions")
-# DELETE, status after a 400, token reload, re-delete...: the core needs at most a handful.
-_MAX_CALLS_PER_EVENT: Final = 6
+# Read, DELETE, status after a 400, token reload, re-read...: the core needs at most a handful.
+_MAX_CALLS_PER_EVENT: Final = 8
 _FOLLOW_UP_TYPES: Final[dict[core.Action, str]] = {
     "status": catalog.INSTANCE_STATUS_CHECK,
     "delete": catalog.INSTANCE_DELETE_RETRY,
@@ -38,8 +40,18 @@ def policy_from(settings: Settings) -> core.Policy:
         check_delay=settings.check_delay,
         check_max_delay=settings.check_max_delay,
         deadline=settings.deadline,
-        dry_run=settings.dry_run,
+        rules=rules_from(settings),
         max_retries=settings.max_retries,
+    )
+
+
+def rules_from(settings: Settings) -> gate.Rules:
+    """The trust model's rules for these settings."""
+    return gate.Rules(
+        allowed_projects=settings.allowed_projects,
+        protect_key=settings.protect_key,
+        expiry_key=settings.expiry_key,
+        dry_run=settings.dry_run,
     )
 
 
@@ -51,6 +63,7 @@ class Reaper:
     client: CloudDCClient
     tokens: TokenSource
     handoff: HandOff
+    signer: EventSigner
     clock: Callable[[], float] = time.time
     rand: Callable[[], float] = field(default=random.random)
 
@@ -60,9 +73,10 @@ class Reaper:
             self.settings, self.client, self.tokens, self.handoff, self.policy, self.clock, self.rand
         )
 
-    def handle(self, event: InboundEvent) -> Outcome:
+    def handle(self, event: InboundEvent, caller: Caller) -> Outcome:
         """Decide and act on one event; raises ``BadEventError`` or ``RetryableError``."""
         started = time.perf_counter()
+        self.admit(event, caller)
         catalog.validate(event.type, event.data)
         now = self.clock()
         outcome = self.sweeper.handle(event) if event.type in catalog.SWEEP_TYPES else self._reap(event, now)
@@ -81,6 +95,13 @@ class Reaper:
         )
         return outcome
 
+    def admit(self, event: InboundEvent, caller: Caller) -> None:
+        """Refuse (401) an internal event reaper did not sign, or an external one no method authenticates."""
+        if event.type in catalog.INTERNAL_TYPES:
+            self.signer.verify(event.type, event.id, event.subject, event.data, event.signature)
+        else:
+            caller.authenticate()
+
     def _reap(self, event: InboundEvent, now: float) -> Outcome:
         if event.type == catalog.INSTANCE_EXPIRED:
             job = self._new_job(event, now)
@@ -88,7 +109,7 @@ class Reaper:
         else:
             job = catalog.job_from_data(event.data)
             action: core.Action = "status" if event.type == catalog.INSTANCE_STATUS_CHECK else "delete"
-            decision = core.resume(action, job, now)
+            decision = core.resume(action, job, now, self.policy)
         return self._run(decision)
 
     def _new_job(self, event: InboundEvent, now: float) -> core.Job:
@@ -98,12 +119,14 @@ class Reaper:
         project_id = event.data.get("project_id") or self.settings.project_id
         if not project_id:
             raise BadEventError("instance-expired needs data.project_id (CLOUDDC_PROJECT_ID is not set)", 422)
+        claimed = event.data.get("expired_at")
         return core.Job.new(
             check_id("instance_id", instance_id),
             check_id("project_id", project_id),
             event.id,
             now,
             self.policy,
+            expired_at=catalog.parse_time(claimed) if isinstance(claimed, str) else None,
         )
 
     def _run(self, decision: core.Decision) -> Outcome:
@@ -119,6 +142,23 @@ class Reaper:
                     self.tokens.reload()
                     token_reloaded = True
                     decision = then
+                case core.CallRead(job=job):
+                    answer, records, _ = self.client.list_instances(
+                        job.project_id, instance_ids=(job.instance_id,)
+                    )
+                    sighting = next(
+                        (gate.Sighting.of(r) for r in records if r.get("id") == job.instance_id), None
+                    )
+                    decision = core.on_read_answer(
+                        job,
+                        answer,
+                        sighting,
+                        self.clock(),
+                        self.policy,
+                        self.rand,
+                        token_reloaded=token_reloaded,
+                    )
+                    calls.append(_describe("READ", answer, sighting.state if sighting else "absent"))
                 case core.CallDelete(job=job):
                     answer = self.client.delete_instance(job.project_id, job.instance_id)
                     decision = core.on_delete_answer(
@@ -168,9 +208,10 @@ class Reaper:
         return Outcome(result.kind, job.project_id, job.instance_id, reason=result.reason)
 
 
-def _describe(call: str, answer: core.ApiAnswer) -> str:
+def _describe(call: str, answer: core.ApiAnswer, state: str | None = None) -> str:
     """One call as the log and the response show it: method, status or failure, state."""
     parts = [call, str(answer.status or answer.failure)]
-    if answer.state:
-        parts.append(answer.state)
+    shown = state if answer.status == 200 and state else answer.state
+    if shown:
+        parts.append(shown)
     return " ".join(parts)

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from function import jsonlog, schedulers
 from function.clouddc import CloudDCClient
 from function.credentials import TokenSource
 from function.handoff import HandOff
+from function.inbound.auth import Authenticator, methods_from
 from function.reaping import Reaper
 from function.results import ResultSink
 from function.settings import Settings
-
-if TYPE_CHECKING:
-    from function.schedulers.qstash import SignatureVerifier
+from function.signing import EventSigner
 
 _LOG = logging.getLogger("reaper.start")
 
@@ -26,27 +24,31 @@ def build(settings: Settings) -> Reaper:
     tokens = TokenSource(
         settings.auth_token, settings.auth_token_file, from_request=settings.token_from_request
     )
+    assert settings.event_key is not None  # validated by Settings
+    signer = EventSigner(settings.event_key, settings.event_key_previous)
     handoff = HandOff(
         schedulers.from_settings(settings),
         ResultSink(settings.sink_url, timeout=settings.http_timeout),
         settings.event_source,
         time.time,
+        signer,
     )
     reaper = Reaper(
         settings=settings,
         client=CloudDCClient(settings.endpoint, tokens, timeout=settings.http_timeout),
         tokens=tokens,
         handoff=handoff,
+        signer=signer,
     )
     _LOG.info("settings", extra={"settings": settings.public_view()})
+    if "platform" in settings.inbound_auth:
+        _LOG.warning(
+            "REAPER_INBOUND_AUTH includes 'platform': external events are accepted from anyone who can "
+            "reach this function; the platform in front must authenticate every invocation"
+        )
     return reaper
 
 
-def qstash_verifier(settings: Settings) -> SignatureVerifier | None:
-    """A verifier for QStash deliveries when signing keys are configured, else None."""
-    keys = [k for k in (settings.qstash_current_signing_key, settings.qstash_next_signing_key) if k]
-    if not keys:
-        return None
-    from function.schedulers.qstash import SignatureVerifier
-
-    return SignatureVerifier(settings.self_url, keys)
+def authenticator(settings: Settings) -> Authenticator:
+    """The inbound authentication methods of ``REAPER_INBOUND_AUTH``, in order."""
+    return Authenticator(methods_from(settings))

@@ -1,11 +1,14 @@
-"""``reaper send``: fire an instance-expired or sweep event at a deployment, in any accepted shape."""
+"""``reaper send``: fire an instance-expired or sweep event at a deployment, in any accepted shape,
+authenticated with whichever inbound method the deployment expects (``--auth``)."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import httpx
@@ -13,9 +16,36 @@ from cloudevents.conversion import to_binary, to_structured
 from cloudevents.http import CloudEvent
 
 from function import catalog
-from function.envelopes import sign_webhook
 
 SHAPES: Final = ("binary", "structured", "pubsub", "timer", "dms-rabbitmq", "dms-kafka", "webhook")
+AUTH_METHODS: Final = ("webhook", "qstash", "platform")
+
+
+def sign(
+    headers: dict[str, str], body: bytes, auth: str, *, secret: str | None, url: str, now: float | None = None
+) -> dict[str, str]:
+    """``headers`` plus what inbound method ``auth`` checks (Standard Webhooks or an Upstash-Signature)."""
+    when = now if now is not None else time.time()
+    if auth == "platform":
+        return headers
+    if not secret:
+        raise ValueError(f"--auth {auth} needs --secret (REAPER_WEBHOOK_SECRET / QSTASH_CURRENT_SIGNING_KEY)")
+    if auth == "webhook":
+        from standardwebhooks.webhooks import Webhook
+
+        message_id = f"msg_{uuid.uuid4().hex}"
+        stamp = datetime.fromtimestamp(int(when), UTC)
+        signature = Webhook(secret).sign(message_id, stamp, body.decode())
+        return {**headers, "webhook-id": message_id, "webhook-timestamp": str(int(when)),
+                "webhook-signature": signature}  # fmt: skip
+    if auth == "qstash":
+        import jwt
+
+        digest = base64.urlsafe_b64encode(hashlib.sha256(body).digest()).decode().rstrip("=")
+        claims = {"iss": "Upstash", "sub": url, "iat": int(when), "nbf": int(when), "exp": int(when) + 300,
+                  "jti": f"jwt_{uuid.uuid4().hex}", "body": digest}  # fmt: skip
+        return {**headers, "Upstash-Signature": jwt.encode(claims, secret, algorithm="HS256")}
+    raise ValueError(f"unknown --auth {auth!r}; one of {', '.join(AUTH_METHODS)}")
 
 
 def payload(instance_id: str | None, project_id: str | None) -> tuple[str, dict[str, Any]]:
@@ -31,10 +61,9 @@ def build_request(
     instance_id: str | None,
     project_id: str | None,
     *,
-    secret: str | None = None,
     now: float | None = None,
 ) -> tuple[dict[str, str], bytes]:
-    """Headers and body for one event in the given envelope ``shape``."""
+    """Headers and body for one event in the given envelope ``shape`` (not yet authenticated: ``sign``)."""
     event_type, data = payload(instance_id, project_id)
     json_headers = {"Content-Type": "application/json"}
     if shape in ("binary", "structured"):
@@ -61,17 +90,16 @@ def build_request(
                "records": [record]}  # fmt: skip
         return json_headers, json.dumps(dms).encode()
     if shape == "webhook":
-        if not secret:
-            raise ValueError("--as webhook needs --secret (or REAPER_WEBHOOK_SECRET)")
-        body = json.dumps(data).encode()
-        signature = sign_webhook(secret, body, int(now if now is not None else time.time()))
-        return {**json_headers, "X-Reaper-Signature": signature}, body
+        return json_headers, json.dumps(data).encode()
     raise ValueError(f"unknown shape {shape!r}; one of {', '.join(SHAPES)}")
 
 
-def send(url: str, shape: str, instance_id: str | None, project_id: str | None, secret: str | None) -> int:
-    """POST the event, print the answer, return 0 on 2xx."""
-    headers, body = build_request(shape, instance_id, project_id, secret=secret)
+def send(
+    url: str, shape: str, instance_id: str | None, project_id: str | None, *, auth: str, secret: str | None
+) -> int:
+    """POST the event, authenticated with ``auth``, print the answer, return 0 on 2xx."""
+    headers, body = build_request(shape, instance_id, project_id)
+    headers = sign(headers, body, auth, secret=secret, url=url)
     response = httpx.post(url, headers=headers, content=body, timeout=30)
     print(f"HTTP {response.status_code}")
     if response.content:

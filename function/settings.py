@@ -5,6 +5,7 @@ Explicit argument > environment > default. Every problem is reported as one clea
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import math
 import os
@@ -54,6 +55,16 @@ VARIABLES: Final = frozenset(
         "REAPER_EXPIRY_KEY",
         "REAPER_WEBHOOK_SECRET",
         "REAPER_TOKEN_FROM_REQUEST",
+        "REAPER_ALLOWED_PROJECTS",
+        "REAPER_PROTECT_KEY",
+        "REAPER_EVENT_KEY",
+        "REAPER_EVENT_KEY_FILE",
+        "REAPER_EVENT_KEY_PREVIOUS",
+        "REAPER_INBOUND_AUTH",
+        "REAPER_OIDC_JWKS_URL",
+        "REAPER_OIDC_AUDIENCE",
+        "REAPER_OIDC_ALLOWED_EMAILS",
+        "REAPER_MAX_MESSAGES_PER_REQUEST",
     }
 )
 SERVER_VARIABLES: Final = frozenset(
@@ -70,7 +81,17 @@ SERVER_VARIABLES: Final = frozenset(
         "PATH",
     }
 )
-REQUIRED: Final = ("CLOUDDC_ENDPOINT", ("CLOUDDC_AUTH_TOKEN", "CLOUDDC_AUTH_TOKEN_FILE"))
+REQUIRED: Final = (
+    "CLOUDDC_ENDPOINT",
+    ("CLOUDDC_AUTH_TOKEN", "CLOUDDC_AUTH_TOKEN_FILE"),
+    ("REAPER_EVENT_KEY", "REAPER_EVENT_KEY_FILE"),
+    "REAPER_INBOUND_AUTH",
+    ("REAPER_ALLOWED_PROJECTS", "CLOUDDC_PROJECT_ID"),
+)
+INBOUND_METHODS: Final = ("webhook", "qstash", "oidc", "platform")
+GOOGLE_JWKS_URL: Final = "https://www.googleapis.com/oauth2/v3/certs"
+MIN_EVENT_KEY_LEN: Final = 16
+_PROJECT_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 CLOUDTASKS_QUEUE: Final = re.compile(r"^projects/[^/]+/locations/[^/]+/queues/[^/]+$")
 CLOUDTASKS_MAX_DELAY: Final = 30 * 24 * 3600.0
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
@@ -112,6 +133,16 @@ class Settings:
     expiry_key: str = "reaper-expires-at"
     webhook_secret: Secret | None = dataclasses.field(default=None, repr=False)
     token_from_request: bool = False
+    # The trust model (design §7): an empty allowlist means "CLOUDDC_PROJECT_ID alone"; None: every project.
+    allowed_projects: frozenset[str] | None = frozenset()
+    protect_key: str = "reaper-protected"
+    event_key: Secret | None = dataclasses.field(default=None, repr=False)
+    event_key_previous: Secret | None = dataclasses.field(default=None, repr=False)
+    inbound_auth: tuple[str, ...] = ()
+    oidc_jwks_url: str = GOOGLE_JWKS_URL
+    oidc_audience: str | None = None
+    oidc_allowed_emails: frozenset[str] = frozenset()
+    max_messages_per_request: int = 100
 
     def __post_init__(self) -> None:
         _require_url("CLOUDDC_ENDPOINT", self.endpoint)
@@ -132,6 +163,55 @@ class Settings:
         if self.deadline <= self.check_delay:
             raise SettingsError("REAPER_DEADLINE must be longer than REAPER_CHECK_DELAY")
         self._check_transport()
+        self._check_trust()
+
+    def _check_trust(self) -> None:
+        if self.allowed_projects == frozenset():
+            if not self.project_id:
+                raise SettingsError(
+                    "set REAPER_ALLOWED_PROJECTS (project ids, or '*' for every project) "
+                    "or CLOUDDC_PROJECT_ID"
+                )
+            object.__setattr__(self, "allowed_projects", frozenset({self.project_id}))
+        for project in self.allowed_projects or ():
+            if not _PROJECT_ID.fullmatch(project):
+                raise SettingsError(f"REAPER_ALLOWED_PROJECTS: {project[:40]!r} is not a project id")
+        if self.event_key is None:
+            raise SettingsError(
+                "set REAPER_EVENT_KEY or REAPER_EVENT_KEY_FILE "
+                "(the key that signs reaper's own follow-up events)"
+            )
+        for name, key in (
+            ("REAPER_EVENT_KEY", self.event_key),
+            ("REAPER_EVENT_KEY_PREVIOUS", self.event_key_previous),
+        ):
+            if key is not None and len(key.reveal()) < MIN_EVENT_KEY_LEN:
+                raise SettingsError(f"{name} must be at least {MIN_EVENT_KEY_LEN} characters")
+        if not self.inbound_auth:
+            raise SettingsError(
+                "set REAPER_INBOUND_AUTH to the methods that authenticate triggers: "
+                + ", ".join(INBOUND_METHODS)
+            )
+        unknown = [m for m in self.inbound_auth if m not in INBOUND_METHODS]
+        if unknown:
+            raise SettingsError(
+                f"REAPER_INBOUND_AUTH: unknown method {unknown[0]!r}; expected {', '.join(INBOUND_METHODS)}"
+            )
+        secret = self.webhook_secret
+        if "webhook" in self.inbound_auth and not (secret and _valid_webhook_secret(secret.reveal())):
+            raise SettingsError(
+                "REAPER_INBOUND_AUTH=webhook needs REAPER_WEBHOOK_SECRET: 'whsec_' + base64 of 24 to 64 bytes"
+            )
+        if "qstash" in self.inbound_auth and self.qstash_current_signing_key is None:
+            raise SettingsError("REAPER_INBOUND_AUTH=qstash needs QSTASH_CURRENT_SIGNING_KEY")
+        if "oidc" in self.inbound_auth:
+            _require_url("REAPER_OIDC_JWKS_URL", self.oidc_jwks_url)
+            if not self.oidc_allowed_emails:
+                raise SettingsError(
+                    "REAPER_INBOUND_AUTH=oidc needs REAPER_OIDC_ALLOWED_EMAILS (service accounts)"
+                )
+        if self.max_messages_per_request < 1:
+            raise SettingsError("REAPER_MAX_MESSAGES_PER_REQUEST must be at least 1")
 
     def _check_transport(self) -> None:
         if self.scheduler == "cloudtasks":
@@ -162,6 +242,8 @@ class Settings:
                 view[name] = "***"
         view["rabbitmq_url"] = _mask_password(self.rabbitmq_url.reveal())
         view["auth_token_file"] = str(self.auth_token_file) if self.auth_token_file else None
+        view["allowed_projects"] = sorted(self.allowed_projects) if self.allowed_projects is not None else "*"
+        view["oidc_allowed_emails"] = sorted(self.oidc_allowed_emails)
         return view
 
     @classmethod
@@ -203,6 +285,15 @@ class Settings:
             "expiry_key": env.get("REAPER_EXPIRY_KEY") or "reaper-expires-at",
             "webhook_secret": _secret(env, "REAPER_WEBHOOK_SECRET"),
             "token_from_request": _boolean(env, "REAPER_TOKEN_FROM_REQUEST", default=False),
+            "allowed_projects": _projects(env.get("REAPER_ALLOWED_PROJECTS", "")),
+            "protect_key": env.get("REAPER_PROTECT_KEY") or "reaper-protected",
+            "event_key": _secret_or_file(env, "REAPER_EVENT_KEY"),
+            "event_key_previous": _secret(env, "REAPER_EVENT_KEY_PREVIOUS"),
+            "inbound_auth": _names(env.get("REAPER_INBOUND_AUTH", "")),
+            "oidc_jwks_url": env.get("REAPER_OIDC_JWKS_URL") or GOOGLE_JWKS_URL,
+            "oidc_audience": env.get("REAPER_OIDC_AUDIENCE") or None,
+            "oidc_allowed_emails": frozenset(_names(env.get("REAPER_OIDC_ALLOWED_EMAILS", ""))),
+            "max_messages_per_request": _integer(env, "REAPER_MAX_MESSAGES_PER_REQUEST", 100),
         }
         if not values["endpoint"]:
             raise SettingsError("CLOUDDC_ENDPOINT is required (base URL of the CloudDC API)")
@@ -213,6 +304,49 @@ class Settings:
 def _secret(env: Mapping[str, str], name: str) -> Secret | None:
     value = env.get(name)
     return Secret(value) if value else None
+
+
+def _secret_or_file(env: Mapping[str, str], name: str) -> Secret | None:
+    """``NAME`` from the environment, else the content of the file named by ``NAME_FILE``."""
+    value = env.get(name)
+    if value:
+        return Secret(value)
+    path = env.get(f"{name}_FILE")
+    if not path:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        # The path itself is no secret, but it is an operator's to see, not a caller's.
+        raise SettingsError(f"{name}_FILE cannot be read") from None
+    if not text:
+        raise SettingsError(f"{name}_FILE is empty")
+    return Secret(text)
+
+
+def _names(raw: str) -> tuple[str, ...]:
+    """A comma-separated list, trimmed, lower-cased, without empty items or repeats."""
+    return tuple(dict.fromkeys(n.strip().lower() for n in raw.split(",") if n.strip()))
+
+
+def _projects(raw: str) -> frozenset[str] | None:
+    """REAPER_ALLOWED_PROJECTS: '*' is every project (None); empty defers to CLOUDDC_PROJECT_ID."""
+    items = [p.strip() for p in raw.split(",") if p.strip()]
+    if items == ["*"]:
+        return None
+    if "*" in items:
+        raise SettingsError("REAPER_ALLOWED_PROJECTS: '*' stands alone (every project) or not at all")
+    return frozenset(items)
+
+
+def _valid_webhook_secret(value: str) -> bool:
+    if not value.startswith("whsec_"):
+        return False
+    try:
+        key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+    except ValueError:
+        return False
+    return 24 <= len(key) <= 64
 
 
 def _mask_password(url: str) -> str:

@@ -3,6 +3,8 @@
 A sweep lists a project's instances, keeps those whose expiry metadata has passed, and hands them
 on in batches of at most 50 (the batch-delete limit). Each batch is then followed by one delayed
 check that reads all its instances with one ListInstances call (``instance_id=``, at most 100 ids).
+A batch is re-read right before its batch-delete, and every id goes through ``gate.judge`` before any
+delete or re-delete, so overlapping sweeps find the instance shutting down and leave it alone.
 Results stay one per instance. No I/O here: answers, records, ``now`` and ``rand`` are passed in.
 """
 
@@ -11,10 +13,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Final, Literal
 
-from function import core
+from function import core, gate
 from function.clouddc import ID_PATTERN
 
 BATCH_DELETE_MAX: Final = 50
@@ -22,29 +23,17 @@ LIST_IDS_MAX: Final = 100
 BatchAction = Literal["batch-delete", "batch-check"]
 
 
-def expires_at(metadata: Mapping[str, Any] | None, key: str) -> float | None:
-    """The expiry time an instance's metadata declares, or None when absent or unreadable."""
-    raw = (metadata or {}).get(key)
-    if not isinstance(raw, str) or not raw.strip():
-        return None
-    try:
-        when = datetime.fromisoformat(raw.strip().replace("z", "Z"))
-    except ValueError:
-        return None
-    return when.timestamp() if when.tzinfo is not None else None
-
-
-def expired_ids(instances: Iterable[Mapping[str, Any]], key: str, now: float) -> list[str]:
-    """Ids of deletable instances whose expiry has passed, sorted (so overlapping sweeps agree)."""
+def expired_ids(
+    instances: Iterable[Mapping[str, Any]], project_id: str, now: float, rules: gate.Rules
+) -> list[str]:
+    """Ids the gate would let a sweep delete (expiry metadata passed), sorted so overlapping sweeps agree."""
     picked = set()
     for instance in instances:
         instance_id = instance.get("id")
         if not isinstance(instance_id, str) or not ID_PATTERN.fullmatch(instance_id):
             continue
-        if core.normalise_state(instance.get("state")) not in core.DELETABLE_STATES:
-            continue
-        expiry = expires_at(instance.get("metadata"), key)
-        if expiry is not None and expiry <= now:
+        verdict = gate.judge(project_id, gate.Sighting.of(instance), None, now, rules, expiry_required=True)
+        if verdict in ("delete", "dry-run"):
             picked.add(instance_id)
     return sorted(picked)
 
@@ -75,13 +64,44 @@ class BatchJob:
 
 @dataclass(frozen=True)
 class BatchStep:
-    """What follows one batch call: finished instances, ids to delete again now, and the next hop."""
+    """What follows one batch read or call: finished instances, ids the gate cleared for a delete now,
+    and the next hop."""
 
     results: tuple[tuple[str, core.Result], ...] = ()
-    redelete: tuple[str, ...] = ()
+    delete: tuple[str, ...] = ()
     action: BatchAction | None = None
     job: BatchJob | None = None
     delay: float = 0.0
+
+
+def refuse_project(job: BatchJob, now: float, rules: gate.Rules) -> BatchStep | None:
+    """Every instance skipped, with no call, when the batch's project is not allowed; else None."""
+    if gate.project_allowed(job.project_id, rules):
+        return None
+    skipped = core.Result("skipped", "project-not-allowed", at=now)
+    return BatchStep(results=tuple((i, skipped) for i in job.instance_ids))
+
+
+def on_batch_read(
+    job: BatchJob,
+    answer: core.ApiAnswer,
+    records: Iterable[Mapping[str, Any]],
+    now: float,
+    policy: core.Policy,
+    rand: core.Rand,
+) -> BatchStep:
+    """Decide per instance after the read before a batch-delete: ``delete`` is what the gate cleared."""
+    if answer.status != 200:
+        return _failed_read("batch-delete", job, answer, now, policy, rand)
+    results, delete, waiting = _sort(job, records, now, policy, may_delete=True)
+    if not delete and not waiting:
+        return BatchStep(results=tuple(results))
+    following = dataclasses.replace(job, instance_ids=tuple(delete + waiting))
+    if delete:
+        return BatchStep(results=tuple(results), delete=tuple(delete), job=following)
+    # Nothing to delete, some already going: follow them like an accepted batch.
+    accepted = dataclasses.replace(following, deleted_at=job.deleted_at or now)
+    return dataclasses.replace(_next_check(accepted, now, policy, rand), results=tuple(results))
 
 
 def on_batch_delete(
@@ -108,41 +128,66 @@ def on_batch_list(
     policy: core.Policy,
     rand: core.Rand,
 ) -> BatchStep:
-    """Decide per instance after reading the batch through ListInstances."""
+    """Decide per instance after reading the batch through ListInstances (a check after the delete)."""
     if answer.status != 200:
-        if answer.transient:
-            return _retry("batch-check", job, answer, now, policy, rand)
-        reason = "unauthorized" if answer.status == 401 else "rejected"
-        return _fail_all(job, reason, answer, now)
-    states = {str(r.get("id")): core.normalise_state(r.get("state")) for r in records}
-    results: list[tuple[str, core.Result]] = []
-    waiting: list[str] = []
-    redelete: list[str] = []
-    for instance_id in job.instance_ids:
-        state = states.get(instance_id)
-        if instance_id not in states or state == core.TERMINATED:
-            results.append((instance_id, core.Result("terminated", at=now, state=state)))
-        elif state in core.FAILED_STATES:
-            failed = core.ApiAnswer(200, state=state)
-            results.append((instance_id, core.failure("delete-failed", failed, now, state)))
-        elif state in core.DELETABLE_STATES and job.redeletes < policy.max_redeletes:
-            redelete.append(instance_id)
-        elif state in core.DELETABLE_STATES:
-            results.append((instance_id, core.failure("delete-failed", answer, now, state)))
-        else:
-            waiting.append(instance_id)
+        return _failed_read("batch-check", job, answer, now, policy, rand)
+    may_delete = job.redeletes < policy.max_redeletes
+    results, delete, waiting = _sort(job, records, now, policy, may_delete=may_delete)
     checked = dataclasses.replace(job, checks=job.checks + 1, failures=0)
-    remaining = tuple(waiting + redelete)
+    remaining = tuple(waiting + delete)
     if not remaining:
         return BatchStep(results=tuple(results))
     if now >= job.deadline_at:
-        late = [(i, core.failure("deadline-exceeded", answer, now, states.get(i))) for i in remaining]
+        late = [(i, core.failure("deadline-exceeded", answer, now)) for i in remaining]
         return BatchStep(results=tuple(results + late))
     following = dataclasses.replace(
-        checked, instance_ids=remaining, redeletes=checked.redeletes + (1 if redelete else 0)
+        checked, instance_ids=remaining, redeletes=checked.redeletes + (1 if delete else 0)
     )
     step = _next_check(following, now, policy, rand)
-    return dataclasses.replace(step, results=tuple(results), redelete=tuple(redelete))
+    return dataclasses.replace(step, results=tuple(results), delete=tuple(delete))
+
+
+def _sort(
+    job: BatchJob, records: Iterable[Mapping[str, Any]], now: float, policy: core.Policy, *, may_delete: bool
+) -> tuple[list[tuple[str, core.Result]], list[str], list[str]]:
+    """Judge each instance of the batch: (finished results, ids cleared for a delete, ids to follow)."""
+    seen = {str(r.get("id")): gate.Sighting.of(r) for r in records}
+    results: list[tuple[str, core.Result]] = []
+    delete: list[str] = []
+    waiting: list[str] = []
+    for instance_id in job.instance_ids:
+        sighting = seen.get(instance_id)
+        state = sighting.state if sighting else None
+        verdict = gate.judge(job.project_id, sighting, None, now, policy.rules, expiry_required=True)
+        if verdict == "delete" and may_delete:
+            delete.append(instance_id)
+        elif verdict in ("delete", "failed"):  # re-deletes used up, or the delete failed
+            failed = core.failure("delete-failed", core.ApiAnswer(200, state=state), now, state)
+            results.append((instance_id, failed))
+        elif verdict in ("absent", "terminated"):
+            absent = job.deleted_at is None
+            results.append(
+                (instance_id, core.Result("terminated", at=now, state=state, already_absent=absent))
+            )
+        elif verdict in gate.SKIP_VERDICTS:
+            results.append((instance_id, core.Result("skipped", verdict, at=now, state=state)))
+        else:
+            waiting.append(instance_id)
+    return results, delete, waiting
+
+
+def _failed_read(
+    action: BatchAction,
+    job: BatchJob,
+    answer: core.ApiAnswer,
+    now: float,
+    policy: core.Policy,
+    rand: core.Rand,
+) -> BatchStep:
+    if answer.transient:
+        return _retry(action, job, answer, now, policy, rand)
+    reason = "unauthorized" if answer.status == 401 else "rejected"
+    return _fail_all(job, reason, answer, now)
 
 
 def _next_check(job: BatchJob, now: float, policy: core.Policy, rand: core.Rand) -> BatchStep:

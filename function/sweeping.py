@@ -3,18 +3,20 @@
 Overlapping sweeps must not double-delete: a batch is not deleted by the sweep itself but handed on
 as an ``instance-batch-delete`` event whose dedup key is derived from the batch's ids and the sweep
 window, so two sweeps that see the same expired instances schedule the same (de-duplicated) batch;
-instances already shutting down are not picked at all.
+and that event re-reads the batch right before deleting, so instances already shutting down are
+followed, not deleted again (``sweep.on_batch_read``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import logging
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
-from function import catalog, core, sweep
+from function import catalog, core, gate, sweep
 from function.clouddc import CloudDCClient, check_id
 from function.credentials import TokenSource
 from function.errors import BadEventError, RetryableError
@@ -61,9 +63,10 @@ class Sweeper:
         if event.type == catalog.INSTANCE_SWEEP:
             return self._sweep(event)
         job = catalog.batch_from_data(event.data)
-        if event.type == catalog.INSTANCE_BATCH_DELETE:
-            if self._settings.dry_run:
-                return self._skip_all(job)
+        refused = sweep.refuse_project(job, self._clock(), self._policy.rules)
+        if refused is not None:
+            step = refused
+        elif event.type == catalog.INSTANCE_BATCH_DELETE:
             step = self._delete(job)
         else:
             step = self._check(job)
@@ -72,13 +75,16 @@ class Sweeper:
     def _sweep(self, event: InboundEvent) -> Outcome:
         project = sweep_project(event.data, self._settings.project_id)
         now = self._clock()
+        if not gate.project_allowed(project, self._policy.rules):
+            _LOG.info("sweep refused", extra={"event_id": event.id, "project_id": project})
+            return Outcome("skipped", project, reason="project-not-allowed", instances=0)
         expired: list[str] = []
         marker: str | None = None
         for _ in range(_MAX_PAGES):
             answer, records, marker = self._list(project, marker=marker, limit=_PAGE_SIZE)
             if answer.status != 200:
                 raise RetryableError(f"ListInstances answered {answer.status or answer.failure}")
-            expired += sweep.expired_ids(records, self._settings.expiry_key, now)
+            expired += sweep.expired_ids(records, project, now, self._policy.rules)
             if not marker:
                 break
         ids = sorted(set(expired))
@@ -93,34 +99,34 @@ class Sweeper:
         return Outcome("swept", project, instances=len(ids), batches=len(batches))
 
     def _delete(self, job: sweep.BatchJob) -> sweep.BatchStep:
-        call = functools.partial(self._client.batch_delete, job.project_id, job.instance_ids)
+        answer, records, _ = self._list(job.project_id, instance_ids=job.instance_ids)
+        read = sweep.on_batch_read(job, answer, records, self._clock(), self._policy, self._rand)
+        if not read.delete or read.job is None:
+            return read
+        call = functools.partial(self._client.batch_delete, job.project_id, read.delete)
         answer = self._reloading_on_401(call, lambda a: a)
-        step = sweep.on_batch_delete(job, answer, self._clock(), self._policy, self._rand)
+        step = sweep.on_batch_delete(read.job, answer, self._clock(), self._policy, self._rand)
         if step.action == "batch-check" and step.delay == 0 and step.job is not None:
-            return self._check(step.job)  # a 400: read the states right away
-        return step
+            step = self._check(step.job)  # a 400: read the states right away
+        return dataclasses.replace(step, results=read.results + step.results, delete=())
 
     def _check(self, job: sweep.BatchJob) -> sweep.BatchStep:
         answer, records, _ = self._list(job.project_id, instance_ids=job.instance_ids)
-        return sweep.on_batch_list(job, answer, records, self._clock(), self._policy, self._rand)
+        step = sweep.on_batch_list(job, answer, records, self._clock(), self._policy, self._rand)
+        if step.delete:
+            # Cleared by the gate on the read just made; the next check judges the outcome.
+            answer = self._client.batch_delete(job.project_id, step.delete)
+            _LOG.info("re-deleted", extra={"instances": list(step.delete), "http_status": answer.status})
+        return step
 
     def _apply(self, job: sweep.BatchJob, step: sweep.BatchStep) -> Outcome:
         for instance_id, result in step.results:
             self._handoff.announce(_instance_job(job, instance_id), result)
-        if step.redelete:
-            answer = self._client.batch_delete(job.project_id, step.redelete)
-            _LOG.info("re-deleted", extra={"instances": list(step.redelete), "http_status": answer.status})
         if step.action is not None and step.job is not None:
             self._follow_up(step.action, step.job, step.delay)
             return Outcome(f"scheduled-{step.action}", job.project_id, instances=len(step.job.instance_ids),
                            delay=round(step.delay, 3))  # fmt: skip
         return Outcome("finished", job.project_id, instances=len(step.results))
-
-    def _skip_all(self, job: sweep.BatchJob) -> Outcome:
-        now = self._clock()
-        for instance_id in job.instance_ids:
-            self._handoff.announce(_instance_job(job, instance_id), core.Result("skipped", "dry-run", at=now))
-        return Outcome("skipped", job.project_id, instances=len(job.instance_ids), reason="dry-run")
 
     def _follow_up(self, action: sweep.BatchAction, job: sweep.BatchJob, delay: float) -> None:
         self._handoff.follow_up(

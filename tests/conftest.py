@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -19,10 +20,18 @@ from cloudevents.http import CloudEvent
 from werkzeug.wrappers import Request, Response
 
 from function.procs import Process, free_port, function_command, reaper_command
+from function.send import sign
 from function.wsgi import threaded_server
 
 PROJECT = "proj-test"
 TOKEN = "tok-" + secrets.token_hex(24)
+EVENT_KEY = "evk-" + secrets.token_hex(24)
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def webhook_signed(headers: Mapping[str, str], body: bytes, secret: str = WEBHOOK_SECRET) -> dict[str, str]:
+    """``headers`` plus a fresh Standard Webhooks signature over ``body`` (what a trusted sender adds)."""
+    return sign(dict(headers), body, "webhook", secret=secret, url="")
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
@@ -57,6 +66,10 @@ class Emulator:
     def calls(self, instance_id: str | None = None) -> list[dict[str, Any]]:
         calls = self.http.get("/admin/calls").json()
         return [c for c in calls if instance_id is None or c["instance_id"] == instance_id]
+
+    def touching(self, instance_id: str) -> list[dict[str, Any]]:
+        """Every call that named the instance: in its path, or among a list/batch call's ids."""
+        return [c for c in self.calls() if c["instance_id"] == instance_id or instance_id in (c["ids"] or [])]
 
     def state(self, instance_id: str) -> str | None:
         for instance in self.http.get("/admin/instances").json():
@@ -238,6 +251,8 @@ def function_factory(
             "REAPER_CHECK_DELAY": "0.5",
             "REAPER_CHECK_MAX_DELAY": "2",
             "REAPER_DEADLINE": "60",
+            "REAPER_EVENT_KEY": EVENT_KEY,
+            "REAPER_INBOUND_AUTH": "platform",
         }
         merged = {k: v for k, v in {**base, **env}.items() if v is not None}
         log = log_path.open("wb")

@@ -73,7 +73,10 @@ def test_demo_runs_to_its_summary() -> None:
     out = done.stdout.decode()
     assert done.returncode == 0, out + done.stderr.decode()
     assert "summary" in out
-    assert "3 terminated, 0 failed with a reason, 0 without a result" in out
+    assert (
+        "3 terminated, 0 failed with a reason, 0 skipped (refused by the guardrails), 0 without a result"
+        in out
+    )
     workdir = next(line.split(": ")[1] for line in out.splitlines() if line.startswith("function log"))
     workdir = str(Path(workdir).parent)
     # The delay service's --db lives in the demo's workdir: nothing started there may still run.

@@ -7,7 +7,18 @@ import dataclasses
 import pytest
 
 from function import core
-from function.core import ApiAnswer, CallDelete, CallStatus, Finish, Job, Policy, ReloadToken, Schedule
+from function.core import (
+    ApiAnswer,
+    CallDelete,
+    CallRead,
+    CallStatus,
+    Finish,
+    Job,
+    Policy,
+    ReloadToken,
+    Schedule,
+)
+from function.gate import Rules, Sighting
 
 NOW = 1_800_000_000.0
 POLICY = Policy(check_delay=15, check_max_delay=300, deadline=7200, max_retries=3)
@@ -41,10 +52,20 @@ def after_status(
     )
 
 
-def test_start_deletes_unless_dry_run() -> None:
-    """A fresh expired instance is deleted; in dry-run it is skipped with reason dry-run."""
-    assert core.start(job(), NOW, POLICY) == CallDelete(job())
-    skipped = core.start(job(), NOW, dataclasses.replace(POLICY, dry_run=True))
+def after_read(sighting: Sighting | None, j: Job | None = None, *, policy: Policy = POLICY) -> core.Decision:
+    return core.on_read_answer(j or job(), ApiAnswer(200), sighting, NOW, policy, half, token_reloaded=False)
+
+
+RUNNING = Sighting("running", {})
+
+
+def test_start_reads_then_deletes_unless_dry_run() -> None:
+    """A fresh expired instance is read first, then deleted; in dry-run it is read and skipped (dry-run)."""
+    assert core.start(job(), NOW, POLICY) == CallRead(job())
+    assert after_read(RUNNING) == CallDelete(job())
+    dry = dataclasses.replace(POLICY, rules=Rules(allowed_projects=None, dry_run=True))
+    assert core.start(job(), NOW, dry) == CallRead(job())
+    skipped = after_read(RUNNING, policy=dry)
     assert isinstance(skipped, Finish)
     assert (skipped.result.kind, skipped.result.reason) == ("skipped", "dry-run")
 
@@ -225,7 +246,7 @@ def test_shutting_down_checks_again_with_backoff() -> None:
 def test_running_after_accepted_delete_deletes_again_bounded() -> None:
     """An instance back to running after an accepted delete is deleted again, at most max_redeletes times."""
     decision = after_status(ApiAnswer(200, state="running"))
-    assert isinstance(decision, CallDelete)
+    assert isinstance(decision, CallRead)
     assert decision.job.redeletes == 1
     exhausted = after_status(ApiAnswer(200, state="stopped"), job(deleted_at=NOW, redeletes=3))
     assert isinstance(exhausted, Finish)
@@ -263,7 +284,7 @@ def test_deadline_exceeded_while_shutting_down() -> None:
 def test_late_check_still_reads_terminated() -> None:
     """A check delivered after the deadline still reads the status: terminated wins."""
     late = job(deleted_at=NOW, delete_attempts=1)
-    assert core.resume("status", late, NOW + 9000) == CallStatus(late)
+    assert core.resume("status", late, NOW + 9000, POLICY) == CallStatus(late)
     decision = after_status(ApiAnswer(200, state="terminated"), late, now=NOW + 9000)
     assert isinstance(decision, Finish)
     assert decision.result.kind == "terminated"
@@ -271,10 +292,10 @@ def test_late_check_still_reads_terminated() -> None:
 
 def test_delete_retry_past_deadline_fails() -> None:
     """A delete retry arriving after the deadline gives up instead of deleting."""
-    decision = core.resume("delete", job(), NOW + 7200)
+    decision = core.resume("delete", job(), NOW + 7200, POLICY)
     assert isinstance(decision, Finish)
     assert decision.result.reason == "deadline-exceeded"
-    assert core.resume("delete", job(), NOW) == CallDelete(job())
+    assert core.resume("delete", job(), NOW, POLICY) == CallRead(job())
 
 
 def test_retry_past_deadline_fails() -> None:

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from function.envelopes import sign_webhook
 from function.send import SHAPES, build_request
-from tests.conftest import PROJECT, Emulator, Function, FunctionFactory, Sink, new_id
+from tests.conftest import (
+    PROJECT,
+    WEBHOOK_SECRET,
+    Emulator,
+    Function,
+    FunctionFactory,
+    Sink,
+    new_id,
+    webhook_signed,
+)
 
 pytestmark = pytest.mark.integration
 SAMPLES = Path(__file__).parents[1] / "events" / "samples" / "envelopes"
 SAMPLE_PROJECT = "0123456789abcdef0123456789abcdef"
-WEBHOOK_SECRET = "whsec-" + "k" * 32
 
 
 def sample(name: str, ids: dict[str, str]) -> bytes:
@@ -40,7 +46,12 @@ def _swap(text: str, ids: dict[str, str]) -> str:
 
 @pytest.fixture(scope="module")
 def envelope_function(function_factory: FunctionFactory) -> Function:
-    return function_factory(target="handle_http", signature="http", REAPER_WEBHOOK_SECRET=WEBHOOK_SECRET)
+    return function_factory(
+        target="handle_http",
+        signature="http",
+        REAPER_INBOUND_AUTH="webhook",
+        REAPER_WEBHOOK_SECRET=WEBHOOK_SECRET,
+    )
 
 
 @pytest.mark.parametrize(
@@ -61,9 +72,7 @@ def test_envelope_sample_deletes_its_instances(
     """The documented sample, with fresh ids, makes the function DELETE exactly its instances."""
     ids = {"i-0001": emulator.add(new_id()), "i-0002": emulator.add(new_id())}
     body = sample(name, ids)
-    headers = {"Content-Type": "application/json"}
-    if name == "webhook.json":
-        headers["X-Reaper-Signature"] = sign_webhook(WEBHOOK_SECRET, body, int(time.time()))
+    headers = webhook_signed({"Content-Type": "application/json"}, body)
     response = httpx.post(envelope_function.url + "invoke", content=body, headers=headers, timeout=10)
     assert response.status_code == 200, response.text
     deleted = [i for i in ids.values() if [c["call"] for c in emulator.calls(i)][:1] == ["delete"]]
@@ -76,7 +85,9 @@ def test_functiongraph_init_and_timer_sweep(emulator: Emulator, envelope_functio
     """POST /init answers 200; the timer sample starts a sweep (a ListInstances call)."""
     assert httpx.post(envelope_function.url + "init").json() == {"initialized": True}
     before = len([c for c in emulator.calls() if c["call"] == "list"])
-    response = httpx.post(envelope_function.url + "invoke", content=sample("functiongraph-timer.json", {}))
+    body = sample("functiongraph-timer.json", {})
+    headers = webhook_signed({"Content-Type": "application/json"}, body)
+    response = httpx.post(envelope_function.url + "invoke", content=body, headers=headers)
     assert response.status_code == 200
     assert response.json()["outcome"] == "swept"
     assert len([c for c in emulator.calls() if c["call"] == "list"]) > before
@@ -98,8 +109,18 @@ def test_functiongraph_init_and_timer_sweep(emulator: Emulator, envelope_functio
         ),
         ("timer user_event not JSON", b'{"trigger_type": "TIMER", "user_event": "{oops"}', {}, 400),
         ("unsigned webhook", b'{"instance_id": "i-1"}', {}, 401),
-        ("badly signed webhook", b'{"instance_id": "i-1"}', {"X-Reaper-Signature": "t=1,v1=00"}, 401),
-        ("malformed signature", b'{"instance_id": "i-1"}', {"X-Reaper-Signature": "v1=00"}, 401),
+        (
+            "badly signed webhook",
+            b'{"instance_id": "i-1"}',
+            {"webhook-id": "m1", "webhook-timestamp": "1", "webhook-signature": "v1,AAAA"},
+            401,
+        ),
+        (
+            "malformed signature",
+            b'{"instance_id": "i-1"}',
+            {"webhook-id": "m", "webhook-signature": "v1"},
+            401,
+        ),
     ],
 )
 def test_malformed_envelopes_are_refused_without_calls(
@@ -127,18 +148,12 @@ def test_one_bad_message_does_not_stop_the_batch(emulator: Emulator, envelope_fu
     good = emulator.add(new_id())
     record = {"messages": ["not json", json.dumps({"instance_id": good, "project_id": PROJECT})]}
     body = json.dumps({"trigger_type": "RABBITMQ", "records": [record]}).encode()
-    response = httpx.post(envelope_function.url, content=body, headers={"Content-Type": "application/json"})
+    headers = webhook_signed({"Content-Type": "application/json"}, body)
+    response = httpx.post(envelope_function.url, content=body, headers=headers)
     assert response.status_code == 200
     outcomes = response.json()["outcomes"]
     assert outcomes[0]["status"] == 400
     assert outcomes[1]["outcome"] == "scheduled-status"
-
-
-def test_webhook_disabled_without_secret(http_function: Function) -> None:
-    """Without REAPER_WEBHOOK_SECRET, plain webhooks are refused with 401."""
-    response = httpx.post(http_function.url, json={"instance_id": "i-1", "project_id": PROJECT})
-    assert response.status_code == 401
-    assert "REAPER_WEBHOOK_SECRET" in response.json()["error"]
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -147,8 +162,8 @@ def test_reaper_send_every_shape(
 ) -> None:
     """`reaper send` builds each shape so that the function accepts it and deletes the instance."""
     instance = emulator.add(new_id())
-    headers, body = build_request(shape, instance, PROJECT, secret=WEBHOOK_SECRET)
-    response = httpx.post(envelope_function.url, content=body, headers=headers)
+    headers, body = build_request(shape, instance, PROJECT)
+    response = httpx.post(envelope_function.url, content=body, headers=webhook_signed(headers, body))
     assert response.status_code == 200, response.text
     assert sink.result(instance)["type"] == "instance-terminated"
 
@@ -160,12 +175,13 @@ def test_reaper_send_command(
     from function import cli
 
     instance = emulator.add(new_id())
-    assert cli.main(["send", envelope_function.url, "--instance", instance, "--project", PROJECT]) == 0
+    auth = ["--auth", "webhook", "--secret", WEBHOOK_SECRET]
+    assert cli.main(["send", envelope_function.url, "--instance", instance, "--project", PROJECT, *auth]) == 0
     out = capsys.readouterr().out
     assert out.startswith("HTTP 200")
     assert "scheduled-status" in out
-    assert cli.main(["send", envelope_function.url, "--instance", "bad/id", "--project", PROJECT]) == 1
-    with pytest.raises(ValueError, match="secret"):
-        build_request("webhook", "i-1", PROJECT)
+    assert cli.main(["send", envelope_function.url, "--instance", "bad/id", "--project", PROJECT, *auth]) == 1
+    assert cli.main(["send", envelope_function.url, "--instance", instance, "--project", PROJECT]) == 1
+    assert "HTTP 401" in capsys.readouterr().out
     with pytest.raises(ValueError, match="unknown shape"):
         build_request("carrier-pigeon", "i-1", PROJECT)

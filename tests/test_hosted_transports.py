@@ -201,7 +201,13 @@ def test_qstash_publish_failures() -> None:
 
 def test_transport_settings_are_validated() -> None:
     """Each transport's required settings are checked at start."""
-    base = {"CLOUDDC_ENDPOINT": "http://127.0.0.1:1", "CLOUDDC_AUTH_TOKEN": "t-123456"}
+    base = {
+        "CLOUDDC_ENDPOINT": "http://127.0.0.1:1",
+        "CLOUDDC_AUTH_TOKEN": "t-123456",
+        "CLOUDDC_PROJECT_ID": "p",
+        "REAPER_EVENT_KEY": "k" * 32,
+        "REAPER_INBOUND_AUTH": "platform",
+    }
     from function.errors import SettingsError
 
     with pytest.raises(SettingsError, match="REAPER_CLOUDTASKS_QUEUE"):
@@ -226,6 +232,7 @@ def qstash_function(factory: FunctionFactory, target: str) -> object:
     return factory(
         target=target,
         signature=signature,
+        REAPER_INBOUND_AUTH="qstash",
         QSTASH_CURRENT_SIGNING_KEY=CURRENT_KEY,
         QSTASH_NEXT_SIGNING_KEY=NEXT_KEY,
     )

@@ -11,7 +11,14 @@ from function.errors import CredentialsError, SettingsError
 from function.secret import Secret
 from function.settings import Settings
 
-BASE = {"CLOUDDC_ENDPOINT": "http://127.0.0.1:1", "CLOUDDC_AUTH_TOKEN": "token-value-1"}
+BASE = {
+    "CLOUDDC_ENDPOINT": "http://127.0.0.1:1",
+    "CLOUDDC_AUTH_TOKEN": "token-value-1",
+    "CLOUDDC_PROJECT_ID": "p0",
+    "REAPER_EVENT_KEY": "event-key-0123456789",
+    "REAPER_INBOUND_AUTH": "platform",
+}
+WHSEC = "whsec_" + "a" * 40
 
 
 def test_defaults_follow_the_design() -> None:
@@ -61,6 +68,19 @@ def test_environment_is_read_and_arguments_win() -> None:
         ({**BASE, "PORT": "eighty"}, "whole number"),
         ({**BASE, "PORT": "0"}, "positive whole number"),
         ({**BASE, "K_SINK": "nowhere"}, "K_SINK"),
+        ({k: v for k, v in BASE.items() if k != "CLOUDDC_PROJECT_ID"}, "REAPER_ALLOWED_PROJECTS"),
+        ({**BASE, "REAPER_ALLOWED_PROJECTS": "p1,*"}, "stands alone"),
+        ({**BASE, "REAPER_ALLOWED_PROJECTS": "p1,../x"}, "not a project id"),
+        ({k: v for k, v in BASE.items() if k != "REAPER_EVENT_KEY"}, "REAPER_EVENT_KEY"),
+        ({**BASE, "REAPER_EVENT_KEY": "short"}, "at least 16"),
+        ({**BASE, "REAPER_EVENT_KEY": "", "REAPER_EVENT_KEY_FILE": "/nonexistent/key"}, "cannot be read"),
+        ({k: v for k, v in BASE.items() if k != "REAPER_INBOUND_AUTH"}, "REAPER_INBOUND_AUTH"),
+        ({**BASE, "REAPER_INBOUND_AUTH": "platform,hope"}, "unknown method 'hope'"),
+        ({**BASE, "REAPER_INBOUND_AUTH": "webhook"}, "REAPER_WEBHOOK_SECRET"),
+        ({**BASE, "REAPER_INBOUND_AUTH": "webhook", "REAPER_WEBHOOK_SECRET": "whsec_!!"}, "whsec_"),
+        ({**BASE, "REAPER_INBOUND_AUTH": "qstash"}, "QSTASH_CURRENT_SIGNING_KEY"),
+        ({**BASE, "REAPER_INBOUND_AUTH": "oidc"}, "REAPER_OIDC_ALLOWED_EMAILS"),
+        ({**BASE, "REAPER_MAX_MESSAGES_PER_REQUEST": "0"}, "positive"),
     ],
 )
 def test_bad_settings_fail_with_one_clear_line(env: dict[str, str], message: str) -> None:
@@ -68,6 +88,26 @@ def test_bad_settings_fail_with_one_clear_line(env: dict[str, str], message: str
     with pytest.raises(SettingsError, match=message) as caught:
         Settings.from_env(env)
     assert "\n" not in str(caught.value)
+
+
+def test_trust_settings_default_to_refusal(tmp_path: Path) -> None:
+    """The allowlist defaults to CLOUDDC_PROJECT_ID alone; '*' is every project; the key may be a file."""
+    assert Settings.from_env(BASE).allowed_projects == frozenset({"p0"})
+    assert Settings.from_env({**BASE, "REAPER_ALLOWED_PROJECTS": " a , b "}).allowed_projects == {"a", "b"}
+    assert Settings.from_env({**BASE, "REAPER_ALLOWED_PROJECTS": "*"}).allowed_projects is None
+    key_file = tmp_path / "event-key"
+    key_file.write_text("from-a-file-0123456789\n")
+    env = {**BASE, "REAPER_EVENT_KEY": "", "REAPER_EVENT_KEY_FILE": str(key_file)}
+    settings = Settings.from_env(env)
+    assert settings.event_key == Secret("from-a-file-0123456789")
+    webhook = Settings.from_env(
+        {**BASE, "REAPER_INBOUND_AUTH": "Webhook, platform", "REAPER_WEBHOOK_SECRET": WHSEC}
+    )
+    assert webhook.inbound_auth == ("webhook", "platform")
+    view = webhook.public_view()
+    assert view["event_key"] == "***"
+    assert view["webhook_secret"] == "***"
+    assert view["allowed_projects"] == ["p0"]
 
 
 def test_token_file_is_read_and_reread_when_it_changes(tmp_path: Path) -> None:

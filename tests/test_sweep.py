@@ -11,7 +11,7 @@ import httpx
 import pytest
 from cloudevents.http import CloudEvent
 
-from function import core, sweep
+from function import core, gate, sweep
 from tests.conftest import Emulator, FunctionFactory, Sink, wait_until
 
 POLICY = core.Policy(check_delay=10, check_max_delay=60, deadline=600, max_retries=2)
@@ -35,7 +35,11 @@ def test_expired_ids_picks_deletable_expired_instances() -> None:
         {"id": "g", "state": "running"},
         {"id": "../x", "state": "running", "metadata": {"k": past}},
     ]
-    assert sweep.expired_ids(records, "k", NOW) == ["a", "b"]
+    rules = gate.Rules(allowed_projects=None, expiry_key="k")
+    assert sweep.expired_ids(records, "p", NOW, rules) == ["a", "b"]
+    protected = [{**records[0], "metadata": {"k": past, "reaper-protected": "true"}}, records[1]]
+    assert sweep.expired_ids(protected, "p", NOW, rules) == ["b"]
+    assert sweep.expired_ids(records, "p", NOW, gate.Rules(allowed_projects=frozenset({"q"}))) == []
     assert sweep.batches([str(i) for i in range(120)])[-1] == tuple(str(i) for i in range(100, 120))
 
 
@@ -46,11 +50,11 @@ def test_batch_list_decides_per_instance() -> None:
         {"id": "a", "state": "terminated"},
         {"id": "c", "state": "error"},
         {"id": "d", "state": "shutting_down"},
-        {"id": "e", "state": "running"},
+        {"id": "e", "state": "running", "metadata": {"reaper-expires-at": "2026-01-01T00:00:00Z"}},
     ]
     step = sweep.on_batch_list(job, core.ApiAnswer(200), records, NOW, POLICY, lambda: 0.0)
     assert {i: r.kind for i, r in step.results} == {"a": "terminated", "b": "terminated", "c": "failed"}
-    assert step.redelete == ("e",)
+    assert step.delete == ("e",)
     assert step.action == "batch-check"
     assert step.job is not None
     assert step.job.instance_ids == ("d", "e")
@@ -105,7 +109,9 @@ def test_sweep_of_1000_instances_with_300_expired(
     emulator.http.post("/admin/instances", json=specs).raise_for_status()
     expired = {s["id"] for s in specs if s["metadata"].get("reaper-expires-at") == past}
     assert len(expired) == 300
-    fn = function_factory(target="handle_http", signature="http", REAPER_CHECK_DELAY="1")
+    fn = function_factory(
+        target="handle_http", signature="http", REAPER_CHECK_DELAY="1", REAPER_ALLOWED_PROJECTS=project
+    )
 
     def fire() -> httpx.Response:
         event = CloudEvent({"type": "instance-sweep", "source": "/tests/cron"}, {"project_id": project})

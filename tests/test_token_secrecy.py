@@ -15,7 +15,8 @@ from function import jsonlog
 from function.credentials import TokenSource
 from function.secret import Secret
 from function.settings import Settings
-from tests.conftest import TOKEN, Emulator, FunctionFactory, Sink, expired, new_id
+from function.signing import EventSigner
+from tests.conftest import EVENT_KEY, TOKEN, WEBHOOK_SECRET, Emulator, FunctionFactory, Sink, expired, new_id
 
 pytestmark = pytest.mark.integration
 
@@ -49,13 +50,13 @@ def test_token_absent_from_logs_events_and_bodies_on_every_path(
         assert result["type"] == "instance-deletion-failed"
         assert result["data"]["reason"] == "unauthorized"
         assert result["data"]["http_status"] == 401
-    # The file token was re-read once after the first 401: two DELETEs, both 401.
-    assert [c["status"] for c in emulator.calls(unauthorized_file)] == [401, 401]
+    # The file token was re-read once after the first 401: two reads, both 401, and no DELETE.
+    assert [(c["call"], c["status"]) for c in emulator.touching(unauthorized_file)] == [("list", 401)] * 2
 
     logs = "".join(f.log() for f in (good, bad_env, bad_file, no_handoff, http_target))
     events = json.dumps(sink.events)
     assert "X-Auth-Token" not in logs
-    for token in (TOKEN, wrong_env, wrong_file):
+    for token in (TOKEN, wrong_env, wrong_file, EVENT_KEY):
         assert token not in logs
         assert token not in events
         assert all(token not in body for body in bodies)
@@ -68,9 +69,21 @@ def test_reprs_and_settings_view_mask_the_token(tmp_path: Path) -> None:
     assert token not in repr(secret)
     assert token not in str(secret)
     assert token not in f"{secret}"
-    settings = Settings.from_env({"CLOUDDC_ENDPOINT": "http://127.0.0.1:1", "CLOUDDC_AUTH_TOKEN": token})
-    assert token not in repr(settings)
-    assert token not in json.dumps(settings.public_view(), default=str)
+    event_key = "evk-" + secrets.token_hex(20)
+    env = {
+        "CLOUDDC_ENDPOINT": "http://127.0.0.1:1",
+        "CLOUDDC_AUTH_TOKEN": token,
+        "CLOUDDC_PROJECT_ID": "p",
+        "REAPER_EVENT_KEY": event_key,
+        "REAPER_EVENT_KEY_PREVIOUS": event_key + "-old",
+        "REAPER_INBOUND_AUTH": "webhook",
+        "REAPER_WEBHOOK_SECRET": WEBHOOK_SECRET,
+    }
+    settings = Settings.from_env(env)
+    for value in (token, event_key, WEBHOOK_SECRET):
+        assert value not in repr(settings)
+        assert value not in json.dumps(settings.public_view(), default=str)
+    assert event_key not in repr(EventSigner(Secret(event_key)))
     (tmp_path / "t").write_text(token)
     assert token not in repr(TokenSource(token_file=tmp_path / "t"))
     with pytest.raises(TypeError):
@@ -99,7 +112,7 @@ def test_platform_token_from_request_header(emulator: Emulator, function_factory
     headers, body = to_structured(expired(instance))
     answered = httpx.post(fn.url, content=body, headers={**headers, "X-CFF-Auth-Token": TOKEN})
     assert answered.status_code == 200
-    assert [c["status"] for c in emulator.calls(instance)] == [204]
+    assert [(c["call"], c["status"]) for c in emulator.touching(instance)] == [("list", 200), ("delete", 204)]
     missing = httpx.post(fn.url, content=body, headers=headers)
     assert missing.status_code == 503
     assert "X-CFF-Auth-Token" in missing.json()["error"]

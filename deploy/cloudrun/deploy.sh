@@ -13,6 +13,7 @@ TOPIC="${TOPIC:-instance-expired}"
 CLOUDDC_ENDPOINT="${CLOUDDC_ENDPOINT:-https://clouddc.cn-north-4.myhuaweicloud.com}"
 CLOUDDC_PROJECT_ID="${CLOUDDC_PROJECT_ID:?set CLOUDDC_PROJECT_ID to the Huawei project id}"
 TOKEN_SECRET="${TOKEN_SECRET:-clouddc-token}"
+EVENT_KEY_SECRET="${EVENT_KEY_SECRET:-reaper-event-key}"
 RUNTIME_SA="reaper-runtime@${PROJECT}.iam.gserviceaccount.com"
 INVOKER_SA="reaper-invoker@${PROJECT}.iam.gserviceaccount.com"
 
@@ -27,14 +28,23 @@ gcloud tasks queues describe "${QUEUE}" --location="${REGION}" >/dev/null 2>&1 \
   || gcloud tasks queues create "${QUEUE}" --location="${REGION}" \
        --max-attempts=20 --min-backoff=2s --max-backoff=300s
 
+# The key that signs reaper's own follow-ups: made once, kept in Secret Manager.
+gcloud secrets describe "${EVENT_KEY_SECRET}" >/dev/null 2>&1 \
+  || openssl rand -hex 32 | gcloud secrets create "${EVENT_KEY_SECRET}" --data-file=-
+# Cloud Run checks secret access at deploy time: grant it before deploying.
+for secret in "${TOKEN_SECRET}" "${EVENT_KEY_SECRET}"; do
+  gcloud secrets add-iam-policy-binding "${secret}" \
+    --member="serviceAccount:${RUNTIME_SA}" --role=roles/secretmanager.secretAccessor
+done
+
 gcloud run deploy "${SERVICE}" \
   --image="${IMAGE}" \
   --region="${REGION}" \
   --service-account="${RUNTIME_SA}" \
   --no-allow-unauthenticated \
   --concurrency=200 \
-  --set-secrets="/var/run/secrets/clouddc/token=${TOKEN_SECRET}:latest" \
-  --set-env-vars="CLOUDDC_ENDPOINT=${CLOUDDC_ENDPOINT},CLOUDDC_PROJECT_ID=${CLOUDDC_PROJECT_ID},CLOUDDC_AUTH_TOKEN_FILE=/var/run/secrets/clouddc/token,REAPER_SCHEDULER=cloudtasks,REAPER_CLOUDTASKS_QUEUE=projects/${PROJECT}/locations/${REGION}/queues/${QUEUE},REAPER_CLOUDTASKS_SERVICE_ACCOUNT=${INVOKER_SA},THREADS=64"
+  --set-secrets="/var/run/secrets/clouddc/token=${TOKEN_SECRET}:latest,/var/run/secrets/reaper/event-key=${EVENT_KEY_SECRET}:latest" \
+  --set-env-vars="CLOUDDC_ENDPOINT=${CLOUDDC_ENDPOINT},CLOUDDC_PROJECT_ID=${CLOUDDC_PROJECT_ID},CLOUDDC_AUTH_TOKEN_FILE=/var/run/secrets/clouddc/token,REAPER_EVENT_KEY_FILE=/var/run/secrets/reaper/event-key,REAPER_INBOUND_AUTH=oidc,REAPER_OIDC_ALLOWED_EMAILS=${INVOKER_SA},REAPER_SCHEDULER=cloudtasks,REAPER_CLOUDTASKS_QUEUE=projects/${PROJECT}/locations/${REGION}/queues/${QUEUE},REAPER_CLOUDTASKS_SERVICE_ACCOUNT=${INVOKER_SA},THREADS=64"
 
 URL="$(gcloud run services describe "${SERVICE}" --region="${REGION}" --format='value(status.url)')/"
 gcloud run services update "${SERVICE}" --region="${REGION}" --update-env-vars="REAPER_SELF_URL=${URL}"
@@ -47,8 +57,6 @@ gcloud projects add-iam-policy-binding "${PROJECT}" \
   --member="serviceAccount:${RUNTIME_SA}" --role=roles/cloudtasks.enqueuer
 gcloud iam service-accounts add-iam-policy-binding "${INVOKER_SA}" \
   --member="serviceAccount:${RUNTIME_SA}" --role=roles/iam.serviceAccountUser
-gcloud secrets add-iam-policy-binding "${TOKEN_SECRET}" \
-  --member="serviceAccount:${RUNTIME_SA}" --role=roles/secretmanager.secretAccessor
 
 # Sweeps every 15 minutes, as a binary CloudEvent.
 gcloud scheduler jobs describe reaper-sweep --location="${REGION}" >/dev/null 2>&1 \
@@ -65,4 +73,4 @@ gcloud pubsub subscriptions describe reaper-push >/dev/null 2>&1 \
        --push-endpoint="${URL}" --push-auth-service-account="${INVOKER_SA}" --ack-deadline=60
 
 echo "reaper is at ${URL}"
-echo "try it: reaper send ${URL} --instance i-0001 --project ${CLOUDDC_PROJECT_ID} --as pubsub"
+echo "try it: gcloud pubsub topics publish ${TOPIC} --message={\"instance_id\":\"i-0001\",\"project_id\":\"${CLOUDDC_PROJECT_ID}\"}"

@@ -78,17 +78,17 @@ def create_app(fleet: Fleet) -> flask.Flask:
     @app.get("/v1/<project_id>/instances")
     def list_instances(project_id: str) -> flask.Response:
         api_call("list", project_id, None)
-        if not authorised():
-            return answer("list", project_id, None, 401, _UNAUTHORIZED)
         args = flask.request.args
         ids = [i for i in args.get("instance_id", "").split(",") if i] or None
+        flask.g.batch_ids = ids  # the call log names the ids asked for, whatever the answer
+        if not authorised():
+            return answer("list", project_id, None, 401, _UNAUTHORIZED)
         if ids is not None and len(ids) > _MAX_IDS_PER_LIST:
             body = {"error_code": "CDC.0400", "error_msg": "at most 100 instance ids"}
             return answer("list", project_id, None, 400, body)
         states = {s for s in args.get("instance_state", "").split(",") if s} or None
         limit = min(max(args.get("limit", 100, type=int) or 100, 1), 1000)
         body = fleet.list_instances(project_id, ids, states, args.get("marker") or None, limit)
-        flask.g.batch_ids = ids
         return answer("list", project_id, None, 200, body)
 
     @app.post("/v1/<project_id>/instances/batch-delete")

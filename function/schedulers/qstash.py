@@ -1,28 +1,22 @@
-"""The ``qstash`` transport: Upstash QStash publish with a delay, and verification of its deliveries.
+"""The ``qstash`` transport: Upstash QStash publish with a delay.
 
 Publishing: ``POST {QSTASH_URL}/v2/publish/{REAPER_SELF_URL}`` with ``Upstash-Delay`` and
-``Upstash-Deduplication-Id``. Receiving: each delivery carries an ``Upstash-Signature`` HS256 JWT
-(issuer ``Upstash``, ``sub`` = our URL, ``exp``/``nbf``, ``body`` = base64url SHA-256 of the raw
-body), checked with the current signing key, then the next one (key rotation).
+``Upstash-Deduplication-Id``. Deliveries are reaper's signed follow-ups (``function.signing``); the
+``Upstash-Signature`` of external events is checked by the ``qstash`` inbound method
+(``function.inbound.auth``).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import math
-from typing import Final
 
 import httpx
-import jwt
 from cloudevents.conversion import to_structured
 from cloudevents.http import CloudEvent
 
 from function import outbound
-from function.errors import BadEventError, HandOffError
+from function.errors import HandOffError
 from function.secret import Secret
-
-_LEEWAY: Final = 5.0
 
 
 class QStashScheduler:
@@ -53,35 +47,3 @@ class QStashScheduler:
     def close(self) -> None:
         """Release pooled connections."""
         self._http.close()
-
-
-class SignatureVerifier:
-    """Checks ``Upstash-Signature`` on deliveries; any failure is a 401 with no side effect."""
-
-    def __init__(self, url: str, keys: list[Secret]) -> None:
-        self._url = url
-        self._keys = keys
-
-    def verify(self, signature: str | None, body: bytes) -> None:
-        """Raise ``BadEventError`` (401) unless one of the keys validates the signature for ``body``."""
-        if not signature:
-            raise BadEventError("missing Upstash-Signature", status=401)
-        expected = base64.urlsafe_b64encode(hashlib.sha256(body).digest()).decode().rstrip("=")
-        for key in self._keys:
-            try:
-                claims = jwt.decode(
-                    signature,
-                    key.reveal(),
-                    algorithms=["HS256"],
-                    issuer="Upstash",
-                    leeway=_LEEWAY,
-                    options={"require": ["iss", "sub", "exp", "nbf", "body"], "verify_aud": False},
-                )
-            except jwt.InvalidTokenError:
-                continue
-            if claims["sub"] != self._url:
-                raise BadEventError("Upstash-Signature is for another URL", status=401)
-            if str(claims["body"]).rstrip("=") != expected:
-                raise BadEventError("Upstash-Signature does not match the body", status=401)
-            return
-        raise BadEventError("invalid Upstash-Signature", status=401)

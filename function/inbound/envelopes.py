@@ -6,9 +6,10 @@ Accepted, detected automatically:
   whose data is an instance-expired payload, a sweep request or a structured CloudEvent;
 - Huawei FunctionGraph event invocations: timer triggers (``user_event`` string) and DMS RabbitMQ / Kafka
   trigger records (``records[].messages[]``); EventGrid delivers CloudEvents, handled above;
-- a plain JSON webhook ``{"instance_id": ..., "project_id": ...}``, only with a valid
-  ``X-Reaper-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">``
-  (key: ``REAPER_WEBHOOK_SECRET``).
+- a plain JSON webhook ``{"instance_id": ..., "project_id": ...}``.
+
+Unwrapping says nothing about trust: who sent the request is checked for every envelope alike
+(``function.inbound.auth``), and at most ``max_messages`` events are taken from one request.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import json
 from collections.abc import Mapping
 from typing import Any, Final
@@ -24,31 +24,28 @@ from typing import Any, Final
 from cloudevents import exceptions as ce_errors
 from cloudevents.http import from_dict
 
-from function import catalog, inbound
+from function import catalog
 from function.errors import BadEventError
-from function.inbound import InboundEvent
-from function.secret import Secret
+from function.inbound.events import InboundEvent, from_cloudevent, from_request
 
-SIGNATURE_HEADER: Final = "x-reaper-signature"
-SIGNATURE_TOLERANCE: Final = 300.0
 ACCEPTED: Final = (
     "a CloudEvent (binary or structured), a Pub/Sub push message, a FunctionGraph timer or "
-    "DMS RabbitMQ/Kafka trigger event, or a signed JSON webhook {instance_id, project_id}"
+    "DMS RabbitMQ/Kafka trigger event, or a JSON webhook {instance_id, project_id}"
 )
 
 
 def unwrap(
-    headers: Mapping[str, str], body: bytes, *, webhook_secret: Secret | None, now: float
+    headers: Mapping[str, str], body: bytes, *, max_messages: int
 ) -> list[InboundEvent | BadEventError]:
     """The events carried by one request, in order; ``BadEventError`` when it is none of the shapes.
 
     In a multi-message envelope (DMS records) a bad message is returned as its error, in its place,
-    so one bad message does not stop the rest.
+    so one bad message does not stop the rest; more than ``max_messages`` messages is a 413.
     """
     lowered = {k.lower(): v for k, v in headers.items()}
     content_type = lowered.get("content-type", "").split(";")[0].strip().lower()
     if "ce-specversion" in lowered or content_type.startswith("application/cloudevents"):
-        return [inbound.from_request(lowered, body)]
+        return [from_request(lowered, body)]
     document = _json(body)
     if not isinstance(document, dict):
         raise BadEventError(f"unrecognised request: expected {ACCEPTED}")
@@ -67,10 +64,11 @@ def unwrap(
         "DMS_KAFKA",
         "",
     ):
-        return _dms_records(document, trigger or "DMS")
+        return _dms_records(document, trigger or "DMS", max_messages)
     if "instance_id" in document:
-        _verify_webhook(lowered.get(SIGNATURE_HEADER), body, webhook_secret, now)
-        return [_payload(document, event_id="webhook-" + _digest(body), source="/webhook")]
+        webhook_id = lowered.get("webhook-id")
+        event_id = f"webhook-{webhook_id}" if webhook_id else "webhook-" + _digest(body)
+        return [_payload(document, event_id=event_id[:256], source="/webhook")]
     raise BadEventError(f"unrecognised request: expected {ACCEPTED}")
 
 
@@ -87,7 +85,7 @@ def _digest(raw: bytes) -> str:
 
 def _cloudevent(document: dict[str, Any]) -> InboundEvent:
     try:
-        return inbound.from_cloudevent(from_dict(document))
+        return from_cloudevent(from_dict(document))
     except ce_errors.GenericException as exc:
         raise BadEventError(f"not a valid CloudEvent: {str(exc).splitlines()[0][:200]}") from None
 
@@ -144,12 +142,21 @@ def _timer(document: dict[str, Any]) -> InboundEvent:
     return event
 
 
-def _dms_records(document: dict[str, Any], trigger: str) -> list[InboundEvent | BadEventError]:
+def _dms_records(
+    document: dict[str, Any], trigger: str, max_messages: int
+) -> list[InboundEvent | BadEventError]:
     events: list[InboundEvent | BadEventError] = []
-    for record in document["records"]:
-        messages = record.get("messages") if isinstance(record, dict) else None
-        if not isinstance(messages, list):
-            raise BadEventError("DMS trigger record without a messages list")
+    records = document["records"]
+    lists = [r.get("messages") if isinstance(r, dict) else None for r in records]
+    if any(not isinstance(messages, list) for messages in lists):
+        raise BadEventError("DMS trigger record without a messages list")
+    count = sum(len(m) for m in lists if isinstance(m, list))
+    if count > max_messages:
+        raise BadEventError(
+            f"{count} messages in one request; at most {max_messages} (REAPER_MAX_MESSAGES_PER_REQUEST)", 413
+        )
+    for record, messages in zip(records, lists, strict=True):
+        assert isinstance(messages, list)
         topic = str(record.get("topic_id") or record.get("queue") or "dms")
         for text in messages:
             source = f"/functiongraph/{trigger.lower()}/{topic}"
@@ -162,26 +169,3 @@ def _dms_records(document: dict[str, Any], trigger: str) -> list[InboundEvent | 
     if not events:
         raise BadEventError("DMS trigger event carries no messages")
     return events
-
-
-def sign_webhook(secret: str, body: bytes, timestamp: int) -> str:
-    """The ``X-Reaper-Signature`` value for a webhook body (what ``reaper send`` and callers compute)."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
-
-
-def _verify_webhook(header: str | None, body: bytes, secret: Secret | None, now: float) -> None:
-    if secret is None:
-        raise BadEventError("plain JSON webhooks are disabled: set REAPER_WEBHOOK_SECRET", status=401)
-    if not header:
-        raise BadEventError(f"missing {SIGNATURE_HEADER}", status=401)
-    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
-    try:
-        timestamp = int(parts.get("t", ""))
-    except ValueError:
-        raise BadEventError("malformed X-Reaper-Signature", status=401) from None
-    if abs(now - timestamp) > SIGNATURE_TOLERANCE:
-        raise BadEventError("X-Reaper-Signature timestamp outside the 5-minute window", status=401)
-    expected = sign_webhook(secret.reveal(), body, timestamp).split("v1=", 1)[1]
-    if not hmac.compare_digest(expected, parts.get("v1", "")):
-        raise BadEventError("X-Reaper-Signature does not match the body", status=401)

@@ -16,6 +16,7 @@ from cloudevents.http import CloudEvent, from_dict, from_http
 
 from function.catalog import INBOUND_TYPES, INSTANCE_SWEEP, TYPE_ALIASES
 from function.errors import BadEventError
+from function.signing import EXTENSION
 
 _BATCH: Final = "application/cloudevents-batch+json"
 _STRUCTURED: Final = "application/cloudevents+json"
@@ -30,6 +31,7 @@ class InboundEvent:
     source: str
     subject: str | None
     data: dict[str, Any]
+    signature: str | None = None  # the ``reapersignature`` extension: internal events only
 
 
 def from_cloudevent(event: CloudEvent) -> InboundEvent:
@@ -46,12 +48,14 @@ def from_cloudevent(event: CloudEvent) -> InboundEvent:
     if not isinstance(data, dict):
         raise BadEventError("event data must be a JSON object", status=422)
     subject = event.get("subject")
+    signature = event.get(EXTENSION)
     return InboundEvent(
         id=str(event["id"]),
         type=event_type,
         source=str(event["source"]),
         subject=str(subject) if subject is not None else None,
         data=data,
+        signature=str(signature) if signature is not None else None,
     )
 
 

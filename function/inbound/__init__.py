@@ -1,0 +1,13 @@
+"""What comes in, and who may send it: parsing, envelopes, and authentication of triggers.
+
+- ``events``: one request -> one validated ``InboundEvent`` (binary or structured CloudEvents);
+- ``envelopes``: Pub/Sub push, FunctionGraph timer and DMS records, plain JSON webhooks -> events;
+- ``auth``: the methods of ``REAPER_INBOUND_AUTH`` that authenticate external events;
+- ``replay``: ids seen inside a signature's validity, so a captured request cannot be replayed.
+
+Internal follow-ups are authenticated by their own HMAC signature (``function.signing``).
+"""
+
+from function.inbound.events import InboundEvent, from_cloudevent, from_request
+
+__all__ = ["InboundEvent", "from_cloudevent", "from_request"]
