@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from bench.stack import BENCH, TOKEN, Stack, cpu_seconds, load, log_lines, rss_mb, worker_pid
+from bench.stack import BENCH, SAFETY, TOKEN, Stack, cpu_seconds, load, log_lines, rss_mb, worker_pid
 from function.procs import free_port, function_command
 
 ROOT = BENCH.parent
@@ -103,7 +103,10 @@ def cost_per_instance() -> dict[str, Any]:
         while stack.sink.count(everything) < len(everything) and time.monotonic() < deadline:
             time.sleep(1)
         instances = stack.instances()
-        calls = Counter(c["instance_id"] for c in stack.calls() if c["instance_id"])
+        log = stack.calls()
+        calls = Counter(c["instance_id"] for c in log if c["instance_id"])
+        # The guardrails' read before each DELETE is a ListInstances call naming the instance: counted apart.
+        reads = Counter(i for c in log if c["call"] == "list" for i in (c["ids"] or []))
         busy: dict[str, float] = defaultdict(float)
         for line in log_lines(reaper_log) + log_lines(naive_log):
             if line.get("message") == "handled" and line.get("instance_id"):
@@ -115,6 +118,7 @@ def cost_per_instance() -> dict[str, Any]:
             per_group[project] = {
                 "busy_ms": median([busy[i] for i in ids]),
                 "calls": sum(calls[i] for i in ids) / len(ids),
+                "reads": sum(reads[i] for i in ids) / len(ids),
                 "lag_median": median(lags),
                 "lag_p95": pct(lags, 0.95),
                 "lag_max": max(lags) if lags else float("nan"),
@@ -217,6 +221,7 @@ def cold_start() -> dict[str, dict[str, float]]:
                     "CLOUDDC_AUTH_TOKEN": TOKEN,
                     "REAPER_DELAY_SERVICE_URL": stack.delay.url,
                     "PORT": str(port),
+                    **SAFETY,
                 }
                 began = time.perf_counter()
                 proc = subprocess.Popen(
@@ -497,6 +502,8 @@ def report(
         f"| busy (ms per reaped instance, sum of handler wall times) | {r['busy_ms']:.1f} | {n['busy_ms']:.1f} | "
         f"{i['busy_ms']:.1f} |",
         f"| API calls per instance | {r['calls']:.2f} | {n['calls']:.2f} | {i['calls']:.0f} |",
+        f"| + reads before a delete (guardrails: ListInstances naming the instance) | {r.get('reads', 0):.2f} | "
+        f"{n.get('reads', 0):.2f} | 0 |",
         f"| detection lag median (s) | {r['lag_median']:.1f} | {n['lag_median']:.1f} | 0 |",
         f"| detection lag p95 (s) | {r['lag_p95']:.1f} | {n['lag_p95']:.1f} | 0 |",
         f"| detection lag max (s) | {r['lag_max']:.1f} | {n['lag_max']:.1f} | 0 |",
@@ -519,7 +526,8 @@ def report(
         "",
         "Load: `bench/load.py`, a separate asyncio process on raw keep-alive connections, 96 in flight, ≤ 4,000 "
         "events or 8 s per run. Each "
-        "reaper event makes two outbound calls (DELETE to the emulator, schedule to the delay service); the "
+        "reaper event makes three outbound calls (the guardrails' ListInstances read and the DELETE to the emulator, "
+        "then the schedule to the delay service); the "
         "no-op none. CPU: user+system of the server's processes per answered event.",
         "",
         "| function | upstream latency | THREADS | events/s | p50 ms | p99 ms | server CPU ms/event | errors |",

@@ -21,6 +21,13 @@ from function.wsgi import threaded_server
 
 BENCH = Path(__file__).parent
 TOKEN = "bench-token-0123456789abcdef"
+# The safety settings every function needs (README "Safety"): the bench uses many projects and sends
+# unsigned expiry events, so it allows every project and lets the "platform" (loopback) authenticate.
+SAFETY = {
+    "REAPER_ALLOWED_PROJECTS": "*",
+    "REAPER_EVENT_KEY": "bench-event-key-0123456789abcdef",
+    "REAPER_INBOUND_AUTH": "platform",
+}
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -102,6 +109,7 @@ class Stack:
             "REAPER_SELF_URL": f"http://127.0.0.1:{port}/",
             "K_SINK": self.sink.url,
             "THREADS": str(threads),
+            **SAFETY,
             **env,
         }
         process = Process(argv, port, env=settings, stderr=log).start(timeout=60)

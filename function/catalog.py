@@ -186,6 +186,7 @@ def result_to_data(job: Job, result: Result) -> dict[str, Any]:
         )
     else:
         data["reason"] = result.reason
+        data["state"] = result.state
     return data
 
 

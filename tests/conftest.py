@@ -276,3 +276,27 @@ def function(function_factory: FunctionFactory) -> Function:
 @pytest.fixture(scope="session")
 def http_function(function_factory: FunctionFactory) -> Function:
     return function_factory(target="handle_http", signature="http")
+
+
+@pytest.fixture(scope="session")
+def webhook_function(function_factory: FunctionFactory) -> Function:
+    """The HTTP target as shipped on a VM: every trigger must carry a Standard Webhooks signature."""
+    return function_factory(
+        target="handle_http",
+        signature="http",
+        REAPER_INBOUND_AUTH="webhook",
+        REAPER_WEBHOOK_SECRET=WEBHOOK_SECRET,
+    )
+
+
+def per_target(factory: FunctionFactory, **env: str) -> Callable[[str], Function]:
+    """A function process per target (``handle``/``handle_http``) with ``env``, started on first use."""
+    made: dict[str, Function] = {}
+
+    def get(target: str) -> Function:
+        if target not in made:
+            signature = "cloudevent" if target == "handle" else "http"
+            made[target] = factory(target=target, signature=signature, **env)
+        return made[target]
+
+    return get

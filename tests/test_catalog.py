@@ -11,6 +11,8 @@ from cloudevents.http import CloudEvent, from_dict
 from function import catalog, inbound
 from function.core import Job, Result
 from function.errors import BadEventError
+from function.secret import Secret
+from function.signing import EventSigner
 
 EVENTS = Path(__file__).parents[1] / "events"
 TYPES = sorted(p.stem for p in (EVENTS / "schemas").glob("*.json"))
@@ -116,3 +118,23 @@ def test_schemas_are_valid_draft_07(event_type: str) -> None:
     schema = json.loads((EVENTS / "schemas" / f"{event_type}.json").read_text())
     assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
     Draft7Validator.check_schema(schema)
+
+
+@pytest.mark.parametrize("event_type", sorted(catalog.INTERNAL_TYPES))
+def test_internal_samples_carry_a_signature_that_verifies(event_type: str) -> None:
+    """Each internal sample is signed as documented (the sample key); a changed byte breaks the signature."""
+    sample = json.loads((EVENTS / "samples" / f"{event_type}.json").read_text())
+    signer = EventSigner(Secret("sample-event-key-0123456789"))
+    signer.verify(
+        sample["type"], sample["id"], sample.get("subject"), sample["data"], sample["reapersignature"]
+    )
+    with pytest.raises(BadEventError) as refused:
+        signer.verify(
+            sample["type"],
+            sample["id"] + "x",
+            sample.get("subject"),
+            sample["data"],
+            sample["reapersignature"],
+        )
+    assert refused.value.status == 401
+    assert "sample-event-key-0123456789" in (EVENTS / "README.md").read_text()

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 from cloudevents.http import CloudEvent
 
+from function import send
 from function.errors import HandOffError
 from function.schedulers.cloudtasks import CloudTasksScheduler, MetadataToken
 from function.schedulers.qstash import QStashScheduler
 from function.secret import Secret
 from function.settings import Settings
-from tests.conftest import Emulator, FunctionFactory, Sink, expired, new_id
+from tests.conftest import Emulator, Function, FunctionFactory, Sink, expired, new_id, per_target
 from tests.fakes.cloudtasks import FakeCloudTasks
 from tests.fakes.qstash import FakeQStash, sign
 
@@ -164,10 +165,10 @@ def test_qstash_end_to_end(
 )
 @pytest.mark.parametrize("target", ["handle", "handle_http"])
 def test_qstash_bad_signatures_are_401_without_delete(
-    case: str, make_signature: object, target: str, emulator: Emulator, function_factory: FunctionFactory
+    case: str, make_signature: object, target: str, emulator: Emulator, qstash_fn: Callable[[str], Function]
 ) -> None:
     """Tampered, misaddressed, expired or missing signatures get 401 and cause no DELETE."""
-    fn = qstash_function(function_factory, target)
+    fn = qstash_fn(target)
     instance = emulator.add(new_id())
     body, headers = structured_expired(instance)
     signature = make_signature(fn.url, body)  # type: ignore[operator]
@@ -180,15 +181,30 @@ def test_qstash_bad_signatures_are_401_without_delete(
 
 
 def test_qstash_next_key_is_accepted(
-    emulator: Emulator, function_factory: FunctionFactory, sink: Sink
+    emulator: Emulator, qstash_fn: Callable[[str], Function], sink: Sink
 ) -> None:
     """After a key rotation, a delivery signed with the next key is accepted."""
-    fn = qstash_function(function_factory, "handle")
+    fn = qstash_fn("handle")
     instance = emulator.add(new_id())
     body, headers = structured_expired(instance)
     headers["Upstash-Signature"] = sign(NEXT_KEY, fn.url, body)
     assert httpx.post(fn.url, content=body, headers=headers).status_code == 200
-    assert [c["call"] for c in emulator.calls(instance)][:1] == ["delete"]
+    assert [c["call"] for c in emulator.touching(instance)][:2] == ["list", "delete"]
+
+
+def test_qstash_signature_cannot_be_replayed(
+    emulator: Emulator, qstash_fn: Callable[[str], Function]
+) -> None:
+    """A captured Upstash-Signature (same jti; made by `reaper send --auth qstash`) is accepted once only."""
+    fn = qstash_fn("handle_http")
+    instance = emulator.add(new_id())
+    body, headers = structured_expired(instance)
+    headers = send.sign(headers, body, "qstash", secret=CURRENT_KEY, url=fn.url)
+    assert httpx.post(fn.url, content=body, headers=headers).status_code == 200
+    replay = httpx.post(fn.url, content=body, headers=headers)
+    assert replay.status_code == 401
+    assert "replay" in replay.json()["error"]
+    assert [c["call"] for c in emulator.touching(instance)] == ["list", "delete"]
 
 
 def test_qstash_publish_failures() -> None:
@@ -227,11 +243,11 @@ def test_transport_settings_are_validated() -> None:
     assert view["rabbitmq_url"] == "amqp://user:***@host:5672/"
 
 
-def qstash_function(factory: FunctionFactory, target: str) -> object:
-    signature = "cloudevent" if target == "handle" else "http"
-    return factory(
-        target=target,
-        signature=signature,
+@pytest.fixture(scope="module")
+def qstash_fn(function_factory: FunctionFactory) -> Callable[[str], Function]:
+    """A function per target that takes external events only with a valid Upstash-Signature."""
+    return per_target(
+        function_factory,
         REAPER_INBOUND_AUTH="qstash",
         QSTASH_CURRENT_SIGNING_KEY=CURRENT_KEY,
         QSTASH_NEXT_SIGNING_KEY=NEXT_KEY,
