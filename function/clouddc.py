@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
-from function import outbound
+from function import jsonlog, outbound
 from function.core import ApiAnswer
 from function.credentials import TokenSource
 from function.errors import BadEventError
@@ -169,8 +169,9 @@ def _answer_from(response: httpx.Response, body: dict[str, Any], now: float) -> 
     return ApiAnswer(
         status=response.status_code,
         state=state if isinstance(state, str) else None,
-        error_code=str(code)[:_MAX_ERROR_TEXT] if code is not None else None,
-        error_msg=str(message)[:_MAX_ERROR_TEXT] if message is not None else None,
+        # An upstream message may echo what it was sent (the token): redact before it travels on.
+        error_code=jsonlog.redact(str(code))[:_MAX_ERROR_TEXT] if code is not None else None,
+        error_msg=jsonlog.redact(str(message))[:_MAX_ERROR_TEXT] if message is not None else None,
         retry_after=parse_retry_after(response.headers.get("Retry-After"), now),
     )
 

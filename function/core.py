@@ -245,15 +245,20 @@ def check_delay(checks_done: int, policy: Policy, rand: Rand) -> float:
     """Seconds until the next status check: the first after ``check_delay``, then doubling with jitter."""
     if checks_done <= 0:
         return policy.check_delay
-    base = min(policy.check_max_delay, policy.check_delay * 2.0**checks_done)
+    base = min(policy.check_max_delay, policy.check_delay * _growth(checks_done))
     return max(policy.min_delay, base * (1.0 - policy.jitter * rand()))
+
+
+def _growth(steps: int) -> float:
+    """2**steps for backoff, bounded so that a large counter cannot overflow a float."""
+    return 2.0 ** min(max(steps, 0), 64)
 
 
 def retry_delay(answer: ApiAnswer, failures: int, policy: Policy, rand: Rand) -> float:
     """Seconds before retrying after a transient answer; a Retry-After header wins."""
     if answer.retry_after is not None:
         return min(max(answer.retry_after, 0.0), policy.max_retry_after)
-    growth = 2.0 ** max(failures - 1, 0)
+    growth = _growth(failures - 1)
     if answer.status == 429:
         first = policy.throttle_min + (policy.throttle_max - policy.throttle_min) * rand()
         return min(policy.retry_max, first * growth)

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
+from function import jsonlog
 from function.errors import CredentialsError, SettingsError
 from function.secret import Secret
 
@@ -18,9 +19,10 @@ _REQUEST_TOKEN: ContextVar[Secret | None] = ContextVar("reaper_request_token", d
 @contextmanager
 def request_token(value: str | None) -> Iterator[None]:
     """Use ``value`` (a platform-provided token, e.g. X-CFF-Auth-Token) for calls made inside."""
-    marker = _REQUEST_TOKEN.set(Secret(value) if value else None)
+    marker = _REQUEST_TOKEN.set(Secret(value, scope="request") if value else None)
     try:
-        yield
+        with jsonlog.request_secret(value):
+            yield
     finally:
         _REQUEST_TOKEN.reset(marker)
 
@@ -83,13 +85,12 @@ class TokenSource:
         try:
             text = self._file.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise CredentialsError(
-                f"CLOUDDC_AUTH_TOKEN_FILE={self._file}: cannot read ({exc.strerror})"
-            ) from None
+            # No path in the message: it may reach an HTTP answer (503); the operator set the path.
+            raise CredentialsError(f"CLOUDDC_AUTH_TOKEN_FILE cannot be read ({exc.strerror})") from None
         if not text:
-            raise CredentialsError(f"CLOUDDC_AUTH_TOKEN_FILE={self._file}: file is empty")
+            raise CredentialsError("CLOUDDC_AUTH_TOKEN_FILE is empty")
         self._mtime_ns = self._file_mtime()
-        self._cached = Secret(text)
+        self._cached = Secret(text, scope="rotating")
 
     def __repr__(self) -> str:
         where = f"file={str(self._file)!r}" if self._file else "env"

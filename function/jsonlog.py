@@ -12,37 +12,59 @@ import sys
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Final
 
 REDACTED: Final = "[REDACTED]"
 _MIN_SECRET_LEN: Final = 6
-_MAX_SECRETS: Final = 256
-# Most recent last; bounded because per-request tokens (X-CFF-Auth-Token) rotate over time.
-_secrets: OrderedDict[str, None] = OrderedDict()
+_MAX_ROTATING: Final = 256
+# Two process-wide tiers, neither of which caller input can touch: secrets from the configuration
+# (kept for the life of the process) and tokens the process fetched itself as they rotate (the most
+# recent kept). Tokens a caller brings (X-CFF-Auth-Token) are redacted only inside their own request.
+_configured: set[str] = set()
+_rotating: OrderedDict[str, None] = OrderedDict()
 _secrets_lock = threading.Lock()
 # Longest first, rebuilt only when a secret is added: redaction runs on every log line.
 _ordered: tuple[str, ...] = ()
+_request_secrets: ContextVar[tuple[str, ...]] = ContextVar("reaper_request_secrets", default=())
 _STANDARD_ATTRS: Final = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
 
-def register_secret(value: str) -> None:
-    """Remember a value that must never appear in any log line."""
+def register_secret(value: str, *, rotating: bool = False) -> None:
+    """Remember a value that must never appear in any log line (``rotating``: one of a refreshed series)."""
     global _ordered
-    if len(value) >= _MIN_SECRET_LEN:
-        with _secrets_lock:
-            known = value in _secrets
-            _secrets[value] = None
-            _secrets.move_to_end(value)
-            if known:
-                return
-            while len(_secrets) > _MAX_SECRETS:
-                _secrets.popitem(last=False)
-            _ordered = tuple(sorted(_secrets, key=len, reverse=True))
+    if len(value) < _MIN_SECRET_LEN:
+        return
+    with _secrets_lock:
+        if value in _configured or (rotating and value in _rotating):
+            return
+        if rotating:
+            _rotating[value] = None
+            while len(_rotating) > _MAX_ROTATING:
+                _rotating.popitem(last=False)
+        else:
+            _configured.add(value)
+        _ordered = tuple(sorted(_configured | set(_rotating), key=len, reverse=True))
+
+
+@contextmanager
+def request_secret(value: str | None) -> Iterator[None]:
+    """Redact ``value`` in log lines written inside this block only (a token the caller brought)."""
+    if not value or len(value) < _MIN_SECRET_LEN:
+        yield
+        return
+    marker = _request_secrets.set((*_request_secrets.get(), value))
+    try:
+        yield
+    finally:
+        _request_secrets.reset(marker)
 
 
 def redact(text: str) -> str:
-    """Replace every registered secret in ``text``."""
-    for secret in _ordered:
+    """Replace every registered secret, and this request's own, in ``text``."""
+    for secret in (*_request_secrets.get(), *_ordered):
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text

@@ -22,6 +22,7 @@ from function.catalog import INTERNAL_TYPES
 from function.errors import BadEventError, RetryableError, SettingsError
 from function.inbound import envelopes
 from function.inbound.auth import Authenticator, Caller
+from function.inbound.bodylimit import BodyLimit
 from function.reaping import Reaper
 from function.runtime import authenticator, build
 from function.settings import Settings
@@ -80,8 +81,9 @@ def _caller() -> Caller:
 
 if flask.has_app_context():
     # functions-framework loads this module inside its app's context: configure that app.
-    flask.current_app.config["MAX_CONTENT_LENGTH"] = REAPER.settings.max_body_bytes
-    flask.current_app.before_request(_check_shape)
+    _app = flask.current_app
+    _app.wsgi_app = BodyLimit(_app.wsgi_app, REAPER.settings.max_body_bytes)  # type: ignore[method-assign]
+    _app.before_request(_check_shape)
 
 
 def _json_error(status: int, message: str) -> flask.Response:
@@ -94,6 +96,8 @@ def _json_error(status: int, message: str) -> flask.Response:
 def handle(event: CloudEvent) -> None:
     """CloudEvent target: the framework parsed the event; reap and let the status code speak."""
     flask.g.setdefault(_ENTERED, True)
+    # The framework parsed leniently (last duplicate key wins, a missing id invented): re-check strictly.
+    inbound.check_request(dict(flask.request.headers.items()), flask.request.get_data(cache=True))
     with _platform_token():
         REAPER.handle(inbound.from_cloudevent(event), _caller())
 
@@ -167,13 +171,7 @@ def _http_error(exc: HTTPException) -> flask.Response:
     if status == 400:
         # The framework's own 400 text echoes request headers: answer with ours instead.
         return _not_parsed("not a CloudEvent this function accepts")
-    message = f"body larger than {REAPER.settings.max_body_bytes} bytes" if status == 413 else exc.name
-    if status == 413:
-        # The HTTP signature's after_request hook re-reads the body unless the response is
-        # streamed; re-reading an oversized body raises again and turns our 413 into a 500.
-        body = flask.json.dumps({"error": message, "status": status})
-        return flask.Response(iter([body]), status=status, mimetype="application/json")
-    return _json_error(status, message)
+    return _json_error(status, exc.name)
 
 
 @_errorhandler(Exception)

@@ -14,9 +14,12 @@ class Secret:
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: str, *, scope: str = "configured") -> None:
+        """``scope``: ``configured`` (kept for the process), ``rotating`` (a refreshed series),
+        ``request`` (a caller's token: redacted by its request alone, see ``jsonlog.request_secret``)."""
         self._value = value
-        jsonlog.register_secret(value)
+        if scope != "request":
+            jsonlog.register_secret(value, rotating=scope == "rotating")
 
     def reveal(self) -> str:
         """Return the real value, for the one place that must send it."""

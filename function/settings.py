@@ -241,6 +241,10 @@ class Settings:
             if isinstance(value, Secret):
                 view[name] = "***"
         view["rabbitmq_url"] = _mask_password(self.rabbitmq_url.reveal())
+        for name in ("endpoint", "self_url", "delay_service_url", "sink_url", "cloudtasks_api", "qstash_url",
+                     "oidc_jwks_url"):  # fmt: skip
+            if isinstance(view[name], str):
+                view[name] = _mask_password(view[name])
         view["auth_token_file"] = str(self.auth_token_file) if self.auth_token_file else None
         view["allowed_projects"] = sorted(self.allowed_projects) if self.allowed_projects is not None else "*"
         view["oidc_allowed_emails"] = sorted(self.oidc_allowed_emails)
@@ -350,11 +354,11 @@ def _valid_webhook_secret(value: str) -> bool:
 
 
 def _mask_password(url: str) -> str:
+    """The URL with any userinfo (``user:password@``) masked: a password may hide in either part."""
     parts = urlsplit(url)
-    if parts.password is None:
+    if "@" not in parts.netloc:
         return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
 
 
 def _require_url(name: str, value: str) -> None:

@@ -24,6 +24,13 @@ def binary(data: object, content_type: str = "application/json") -> tuple[dict[s
     return {**BINARY, "content-type": content_type}, json.dumps(data).encode()
 
 
+NESTED_40: object = {}
+for _ in range(40):
+    NESTED_40 = {"n": NESTED_40}
+DUPLICATE_KEYS = (
+    b'{"specversion": "1.0", "id": "dup-1", "source": "/t", "type": "instance-expired",'
+    b' "data": {"instance_id": "i-harmless", "instance_id": "i-victim"}}'
+)
 BAD_IDS = ["a/b", "..", "../etc", "has space", "", "x" * 300, "-leading-dash", "i-1?x=1", "i-1%2F"]
 
 CASES: list[tuple[str, dict[str, str], bytes]] = [
@@ -54,6 +61,25 @@ CASES: list[tuple[str, dict[str, str], bytes]] = [
     ("empty body", {"content-type": "application/json"}, b""),
     ("plain text", {"content-type": "text/plain"}, b"delete i-1 please"),
     ("forged follow-up", CE_JSON, structured({"instance_id": "i-1"}, type="instance-status-check")),
+    ("100k nested arrays", CE_JSON, b"[" * 100_000 + b"]" * 100_000),
+    ("100k nested arrays, binary data", {**BINARY, "content-type": "application/json"}, b"[" * 100_000),
+    ("data nested 40 levels", CE_JSON, structured({"instance_id": "i-1", "x": NESTED_40})),
+    ("ce- headers, structured type, array body", {**BINARY, **CE_JSON}, b"[1]"),
+    ("empty id", CE_JSON, structured({"instance_id": "i-1"}, id="")),
+    ("300-character id", CE_JSON, structured({"instance_id": "i-1"}, id="x" * 300)),
+    (
+        "binary without ce-id",
+        {k: v for k, v in BINARY.items() if k != "ce-id"} | {"content-type": "application/json"},
+        b"{}",
+    ),
+    ("empty source", CE_JSON, structured({"instance_id": "i-1"}, source="")),
+    ("duplicate instance_id keys", CE_JSON, DUPLICATE_KEYS),
+    ("NaN in data", {**BINARY, "content-type": "application/json"}, b'{"instance_id": "i-1", "n": NaN}'),
+    (
+        "expired_at not a date",
+        CE_JSON,
+        structured({"instance_id": "i-1", "expired_at": "2024-13-45T99:99:99Z"}),
+    ),
     *[(f"instance id {i!r:.20}", *binary({"instance_id": i})) for i in BAD_IDS],
     *[(f"subject {i!r:.20}", CE_JSON, structured({}, subject=i)) for i in BAD_IDS if i],
 ]

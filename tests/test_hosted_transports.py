@@ -240,7 +240,7 @@ def test_transport_settings_are_validated() -> None:
     view = Settings.from_env(
         {**base, "REAPER_RABBITMQ_URL": "amqp://user:pw-secret@host:5672/"}
     ).public_view()
-    assert view["rabbitmq_url"] == "amqp://user:***@host:5672/"
+    assert view["rabbitmq_url"] == "amqp://***@host:5672/"
 
 
 @pytest.fixture(scope="module")

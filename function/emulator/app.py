@@ -53,6 +53,9 @@ def create_app(fleet: Fleet) -> flask.Flask:
         assert fault.status is not None
         headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
         body = _THROTTLED if fault.status == 429 else {"error_code": "CDC.5000", "error_msg": "injected"}
+        if fault.echo:
+            token = flask.request.headers.get("X-Auth-Token", "")
+            body = {"error_code": "CDC.0401", "error_msg": f"token {token} is not valid for this operation"}
         return answer(call, project_id, instance_id, fault.status, body, **headers)
 
     @app.delete("/v1/<project_id>/instances/<instance_id>")

@@ -64,6 +64,7 @@ class Fault:
     retry_after: str | None = None
     reset: bool = False
     delay: float = 0.0
+    echo: bool = False  # the error message quotes the request's X-Auth-Token, as careless gateways do
 
 
 class Fleet:
@@ -163,6 +164,7 @@ class Fleet:
             retry_after=str(retry_after) if retry_after is not None else None,
             reset=bool(step.get("reset", False)),
             delay=float(step.get("delay", 0.0)),
+            echo=bool(step.get("echo", False)),
         )
 
     def record(self, entry: dict[str, Any]) -> None:
@@ -212,13 +214,14 @@ class Fleet:
     ) -> dict[str, Any]:
         """ListInstances, ordered by id and paged by ``marker``."""
         with self._lock:
+            # With ids, look them up (the read before every delete must not scan a 10,000-instance fleet).
+            found = (self._get(project_id, i) for i in dict.fromkeys(ids or ()))
+            pool = self._live() if ids is None else [i for i in found if i is not None]
             matching = sorted(
                 (
                     i
-                    for i in self._live()
-                    if i.project_id == project_id
-                    and (ids is None or i.id in ids)
-                    and (states is None or self._state(i) in states)
+                    for i in pool
+                    if i.project_id == project_id and (states is None or self._state(i) in states)
                 ),
                 key=lambda i: i.id,
             )

@@ -3,11 +3,13 @@
 - ``events``: one request -> one validated ``InboundEvent`` (binary or structured CloudEvents);
 - ``envelopes``: Pub/Sub push, FunctionGraph timer and DMS records, plain JSON webhooks -> events;
 - ``auth``: the methods of ``REAPER_INBOUND_AUTH`` that authenticate external events;
-- ``replay``: ids seen inside a signature's validity, so a captured request cannot be replayed.
+- ``replay``: ids seen inside a signature's validity, so a captured request cannot be replayed;
+- ``strictjson``: one meaning per JSON document (no duplicate keys, bounded depth);
+- ``bodylimit``: at most ``REAPER_MAX_BODY_BYTES`` read, whatever the framing.
 
 Internal follow-ups are authenticated by their own HMAC signature (``function.signing``).
 """
 
-from function.inbound.events import InboundEvent, from_cloudevent, from_request
+from function.inbound.events import InboundEvent, check_request, from_cloudevent, from_request
 
-__all__ = ["InboundEvent", "from_cloudevent", "from_request"]
+__all__ = ["InboundEvent", "check_request", "from_cloudevent", "from_request"]

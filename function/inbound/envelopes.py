@@ -17,16 +17,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any, Final
 
-from cloudevents import exceptions as ce_errors
-from cloudevents.http import from_dict
-
 from function import catalog
 from function.errors import BadEventError
-from function.inbound.events import InboundEvent, from_cloudevent, from_request
+from function.inbound import strictjson
+from function.inbound.events import InboundEvent, from_document, from_request
 
 ACCEPTED: Final = (
     "a CloudEvent (binary or structured), a Pub/Sub push message, a FunctionGraph timer or "
@@ -50,7 +47,7 @@ def unwrap(
     if not isinstance(document, dict):
         raise BadEventError(f"unrecognised request: expected {ACCEPTED}")
     if "specversion" in document:
-        return [_cloudevent(document)]
+        return [from_document(document)]
     message = document.get("message")
     if isinstance(message, dict) and "data" in message:
         return [_pubsub(message, str(document.get("subscription", "pubsub")))]
@@ -74,20 +71,13 @@ def unwrap(
 
 def _json(raw: bytes) -> Any:
     try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise BadEventError(f"body is not JSON: expected {ACCEPTED}") from None
+        return strictjson.loads(raw)
+    except BadEventError as exc:
+        raise BadEventError(f"{exc.message}: expected {ACCEPTED}") from None
 
 
 def _digest(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()[:32]
-
-
-def _cloudevent(document: dict[str, Any]) -> InboundEvent:
-    try:
-        return from_cloudevent(from_dict(document))
-    except ce_errors.GenericException as exc:
-        raise BadEventError(f"not a valid CloudEvent: {str(exc).splitlines()[0][:200]}") from None
 
 
 def _payload(
@@ -109,7 +99,7 @@ def _embedded(text: str | bytes, *, event_id: str, source: str) -> InboundEvent:
     if not isinstance(document, dict):
         raise BadEventError("an enveloped message must be a JSON object", status=422)
     if "specversion" in document:
-        return _cloudevent(document)
+        return from_document(document)
     return _payload(document, event_id=event_id, source=source)
 
 

@@ -6,7 +6,6 @@ Accepts CloudEvents in binary and structured mode (also structured JSON sent as
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -16,10 +15,15 @@ from cloudevents.http import CloudEvent, from_dict, from_http
 
 from function.catalog import INBOUND_TYPES, INSTANCE_SWEEP, TYPE_ALIASES
 from function.errors import BadEventError
+from function.inbound import strictjson
 from function.signing import EXTENSION
 
 _BATCH: Final = "application/cloudevents-batch+json"
 _STRUCTURED: Final = "application/cloudevents+json"
+_REQUIRED_ATTRIBUTES: Final = {"id": 256, "source": 1024, "type": 256, "specversion": 16}
+# The SDK reports malformed input with its own exceptions, and with ValueError/TypeError/AttributeError
+# when a field has the wrong JSON type; all of them mean "not a valid CloudEvent".
+_SDK_ERRORS: Final = (ce_errors.GenericException, ValueError, TypeError, AttributeError)
 
 
 @dataclass(frozen=True)
@@ -59,28 +63,71 @@ def from_cloudevent(event: CloudEvent) -> InboundEvent:
     )
 
 
+def check_attributes(attributes: Mapping[str, object]) -> None:
+    """The required attributes as the sender sent them (the SDK would invent a missing id), sanely sized."""
+    for name, limit in _REQUIRED_ATTRIBUTES.items():
+        value = attributes.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise BadEventError(f"CloudEvent attribute {name!r} is missing or empty")
+        if len(value) > limit:
+            raise BadEventError(f"CloudEvent attribute {name!r} is longer than {limit} characters")
+
+
+def binary_attributes(headers: Mapping[str, str]) -> dict[str, str]:
+    """The context attributes of a binary-mode request (``ce-`` headers, lower-cased)."""
+    return {k.lower()[3:]: v for k, v in headers.items() if k.lower().startswith("ce-")}
+
+
 def from_request(headers: Mapping[str, str], body: bytes) -> InboundEvent:
     """Parse a raw HTTP request (binary or structured CloudEvent)."""
     lowered = {k.lower(): v for k, v in headers.items()}
     content_type = lowered.get("content-type", "").split(";")[0].strip().lower()
     if content_type == _BATCH:
         raise BadEventError("batched CloudEvents are not accepted; send one per request", 415)
+    if _structured(lowered, content_type):
+        return from_document(_decode_json(body, "body"))
+    if "ce-specversion" not in lowered:
+        raise BadEventError(
+            f"not a CloudEvent: send binary mode (ce-* headers) or structured mode ({_STRUCTURED})",
+            status=415 if content_type else 400,
+        )
+    check_attributes(binary_attributes(lowered))
     try:
-        if "ce-specversion" in lowered:
-            event = from_http(dict(lowered), body, data_unmarshaller=_raw)
-        elif content_type in (_STRUCTURED, "application/json"):
-            document = _decode_json(body, "body")
-            if not isinstance(document, dict):
-                raise BadEventError("a structured CloudEvent must be a JSON object")
-            if "specversion" not in document:
-                raise BadEventError("not a CloudEvent: 'specversion' is missing")
-            event = from_dict(document)
-        else:
-            raise BadEventError(
-                f"not a CloudEvent: send binary mode (ce-* headers) or structured mode ({_STRUCTURED})",
-                status=415 if content_type else 400,
-            )
-    except ce_errors.GenericException as exc:
+        event = from_http(dict(lowered), body, data_unmarshaller=_raw)
+    except _SDK_ERRORS as exc:
+        raise BadEventError(f"not a valid CloudEvent: {_first_line(exc)}") from None
+    return from_cloudevent(event)
+
+
+def check_request(headers: Mapping[str, str], body: bytes) -> None:
+    """Refuse what a lenient parser let through: duplicate keys, deep nesting, missing or huge attributes."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    content_type = lowered.get("content-type", "").split(";")[0].strip().lower()
+    if _structured(lowered, content_type):
+        document = _decode_json(body, "body")
+        check_attributes(document if isinstance(document, dict) else {})
+    else:
+        check_attributes(binary_attributes(lowered))
+        _decode_json(body, "data")
+
+
+def _structured(lowered: Mapping[str, str], content_type: str) -> bool:
+    """Structured mode is said by the content type, whatever ce- headers ride along."""
+    return content_type == _STRUCTURED or (
+        "ce-specversion" not in lowered and content_type == "application/json"
+    )
+
+
+def from_document(document: object) -> InboundEvent:
+    """An event from a parsed structured-mode document."""
+    if not isinstance(document, dict):
+        raise BadEventError("a structured CloudEvent must be a JSON object")
+    if "specversion" not in document:
+        raise BadEventError("not a CloudEvent: 'specversion' is missing")
+    check_attributes(document)
+    try:
+        event = from_dict(document)
+    except _SDK_ERRORS as exc:
         raise BadEventError(f"not a valid CloudEvent: {_first_line(exc)}") from None
     return from_cloudevent(event)
 
@@ -90,12 +137,7 @@ def _raw(body: bytes | str | None) -> bytes | str | None:
 
 
 def _decode_json(raw: bytes, what: str) -> object:
-    if not raw:
-        return None
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise BadEventError(f"{what} is not valid UTF-8 JSON") from None
+    return strictjson.loads(raw, what) if raw else None
 
 
 def _first_line(exc: Exception) -> str:

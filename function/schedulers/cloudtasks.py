@@ -52,7 +52,7 @@ class MetadataToken:
             response = self._http.get(self._url, headers={"Metadata-Flavor": "Google"})
             response.raise_for_status()
             body = response.json()
-            self._token = Secret(str(body["access_token"]))
+            self._token = Secret(str(body["access_token"]), scope="rotating")
             self._expires = self._clock() + float(body.get("expires_in", 300))
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             raise HandOffError(f"metadata server gave no access token ({type(exc).__name__})") from None
