@@ -52,7 +52,8 @@ def _delay_service(args: argparse.Namespace) -> int:
 
     if not is_loopback(args.host):
         raise ValueError(f"the delay service listens on loopback only, not {args.host!r}")
-    serve_forever(lambda: wsgi_app(args.db), args.host, args.port, threads=args.threads)
+    allowed = tuple(args.allow_target or [os.environ.get("REAPER_SELF_URL") or "http://127.0.0.1:8080/"])
+    serve_forever(lambda: wsgi_app(args.db, allowed), args.host, args.port, threads=args.threads)
     return 0
 
 
@@ -68,6 +69,13 @@ def _rabbitmq_relay(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     relay.run()
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from function.serve import serve
+
+    serve(args.source, args.target, args.signature_type, args.host, args.port)
     return 0
 
 
@@ -104,11 +112,28 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--threads", type=int, default=128, help="concurrent requests served")
     emulator.set_defaults(run=_emulator)
 
+    from function.serve import DEFAULT_SOURCE
+
+    server = commands.add_parser("serve", help="serve the function (gunicorn with reaper's limits)")
+    server.add_argument("--source", default=os.environ.get("FUNCTION_SOURCE", str(DEFAULT_SOURCE)))
+    server.add_argument("--target", default=os.environ.get("FUNCTION_TARGET", "handle_http"))
+    signature = os.environ.get("FUNCTION_SIGNATURE_TYPE", "http")
+    server.add_argument("--signature-type", default=signature, choices=("http", "cloudevent"))
+    server.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))  # noqa: S104 - a container's port
+    server.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    server.set_defaults(run=_serve)
+
     delay = commands.add_parser("delay-service", help="run the local delay service")
     delay.add_argument("--host", default="127.0.0.1")
     delay.add_argument("--port", type=int, default=8089)
     delay.add_argument("--db", default="reaper-delays.sqlite3")
     delay.add_argument("--threads", type=int, default=32, help="concurrent requests served")
+    delay.add_argument(
+        "--allow-target",
+        action="append",
+        help="a URL events may be delivered to (repeatable; ':*' as port = any port on that host); "
+        "default: REAPER_SELF_URL",
+    )
     delay.set_defaults(run=_delay_service)
 
     relay = commands.add_parser("rabbitmq-relay", help="consume the input queue, POST to the function")

@@ -1,8 +1,14 @@
 """``reaper delay-service``: the embedded default delay transport (design §6, ``local``).
 
 A loopback-only HTTP service that stores each scheduled event in SQLite and POSTs it, as a
-structured CloudEvent, to its target when due; non-2xx answers are retried with backoff.
-Survives restarts (pending rows are delivered after the restart) and ignores duplicate dedup keys.
+structured CloudEvent, to its target when due; 5xx answers, 408/429 and transport failures are
+retried with backoff, other 4xx answers are dead-lettered at once (kept, and listed by
+``GET /v1/events``). Survives restarts (pending rows are delivered after the restart) and ignores
+duplicate dedup keys.
+
+It is no open relay for other local processes: targets must match one of ``--allow-target``
+(default: ``REAPER_SELF_URL``), schedule bodies are capped and parsed strictly, and its database
+files are readable by their owner only.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ from werkzeug.serving import BaseWSGIServer
 
 from function import outbound
 from function.delaystore import DelayStore, Delivery
+from function.errors import BadEventError
+from function.inbound import strictjson
+from function.inbound.bodylimit import BodyLimit
 from function.wsgi import threaded_server
 
 _LOG = logging.getLogger("reaper.delay")
@@ -33,6 +42,35 @@ _RETRY_CAP: Final = 300.0
 _MAX_ATTEMPTS: Final = 50
 _RETENTION: Final = 7 * 24 * 3600.0
 _BATCH: Final = 64
+MAX_BODY_BYTES: Final = 256 * 1024
+_RETRYABLE_4XX: Final = frozenset({408, 425, 429})
+ANY_PORT: Final = ":*"
+
+
+def target_allowed(target: str, allowed: tuple[str, ...]) -> bool:
+    """True when ``target`` has the scheme, host and port of an allowed URL and lies under its path.
+
+    An allowed URL may say ``:*`` for its port (any port on that host: the test suite's many functions).
+    """
+    try:
+        wanted = urlsplit(target)
+        port = wanted.port or (443 if wanted.scheme == "https" else 80)
+    except ValueError:
+        return False
+    if not wanted.hostname:
+        return False
+    for pattern in allowed:
+        any_port = ANY_PORT in pattern
+        rule = urlsplit(pattern.replace(ANY_PORT, "", 1))
+        rule_port = rule.port or (443 if rule.scheme == "https" else 80)
+        if (
+            rule.scheme == wanted.scheme
+            and rule.hostname == wanted.hostname
+            and (any_port or rule_port == port)
+            and (wanted.path or "/").startswith(rule.path or "/")
+        ):
+            return True
+    return False
 
 
 def is_loopback(host: str) -> bool:
@@ -107,6 +145,14 @@ class Dispatcher:
                 extra={"dedup_key": delivery.dedup_key, "http_status": status, "latency_ms": latency_ms},
             )
             return
+        if status is not None and 400 <= status < 500 and status not in _RETRYABLE_4XX:
+            # The function refused the event itself: asking again cannot change its mind.
+            self._store.give_up(delivery.dedup_key, status, "refused")
+            _LOG.error(
+                "delivery refused; dead-lettered",
+                extra={"dedup_key": delivery.dedup_key, "http_status": status},
+            )
+            return
         attempts = delivery.attempts + 1
         if attempts >= _MAX_ATTEMPTS:
             self._store.give_up(delivery.dedup_key, status, error)
@@ -130,14 +176,18 @@ class Dispatcher:
         )
 
 
-def create_app(store: DelayStore, dispatcher: Dispatcher) -> flask.Flask:
+def create_app(store: DelayStore, dispatcher: Dispatcher, allowed_targets: tuple[str, ...]) -> flask.Flask:
     """The schedule API: ``POST /v1/events`` and a read-only view for operators and tests."""
     app = flask.Flask("reaper-delay-service")
+    app.wsgi_app = BodyLimit(app.wsgi_app, MAX_BODY_BYTES)  # type: ignore[method-assign]
 
     @app.post("/v1/events")
     def schedule() -> flask.Response:
-        body = flask.request.get_json(silent=True)
-        problem = _check_request(body)
+        try:
+            body = strictjson.loads(flask.request.get_data())
+        except BadEventError as exc:
+            return _json({"error": exc.message}, 400)
+        problem = _check_request(body, allowed_targets)
         if problem:
             return _json({"error": problem}, 400)
         assert isinstance(body, dict)
@@ -151,7 +201,7 @@ def create_app(store: DelayStore, dispatcher: Dispatcher) -> flask.Flask:
 
     @app.get("/v1/events")
     def overview() -> flask.Response:
-        return _json({"counts": store.counts(), "next_due": store.next_due()}, 200)
+        return _json({"counts": store.counts(), "next_due": store.next_due(), "dead": store.dead()}, 200)
 
     @app.get("/healthz")
     def healthz() -> flask.Response:
@@ -160,12 +210,14 @@ def create_app(store: DelayStore, dispatcher: Dispatcher) -> flask.Flask:
     return app
 
 
-def _check_request(body: Any) -> str | None:
+def _check_request(body: Any, allowed_targets: tuple[str, ...]) -> str | None:
     if not isinstance(body, dict):
         return "body must be a JSON object"
     target = body.get("target")
     if not isinstance(target, str) or urlsplit(target).scheme not in ("http", "https"):
         return "target must be an http(s) URL"
+    if not target_allowed(target, allowed_targets):
+        return "target is not one this delay service delivers to (see --allow-target)"
     delay = body.get("delay_seconds")
     if not isinstance(delay, int | float) or isinstance(delay, bool) or not 0 <= delay <= MAX_DELAY:
         return f"delay_seconds must be a number from 0 to {int(MAX_DELAY)}"
@@ -186,24 +238,25 @@ def _json(body: dict[str, Any], status: int) -> flask.Response:
     return response
 
 
-def wsgi_app(db_path: Path | str) -> flask.Flask:
+def wsgi_app(db_path: Path | str, allowed_targets: tuple[str, ...]) -> flask.Flask:
     """The service as a WSGI app with its store and a running dispatcher (for gunicorn's worker)."""
     store = DelayStore(db_path)
     dispatcher = Dispatcher(store)
     dispatcher.start()
-    _LOG.info("delay service ready", extra={"db": str(db_path)})
-    return create_app(store, dispatcher)
+    _LOG.info("delay service ready", extra={"db": str(db_path), "allowed_targets": list(allowed_targets)})
+    return create_app(store, dispatcher, allowed_targets)
 
 
 class DelayService:
     """The store, the dispatcher and the HTTP server, started and stopped together."""
 
-    def __init__(self, host: str, port: int, db_path: Path | str) -> None:
+    def __init__(self, host: str, port: int, db_path: Path | str, allowed_targets: tuple[str, ...]) -> None:
         if not is_loopback(host):
             raise ValueError(f"the delay service listens on loopback only, not {host!r}")
         self.store = DelayStore(db_path)
         self.dispatcher = Dispatcher(self.store)
-        self.server: BaseWSGIServer = threaded_server(host, port, create_app(self.store, self.dispatcher))
+        app = create_app(self.store, self.dispatcher, allowed_targets)
+        self.server: BaseWSGIServer = threaded_server(host, port, app)
 
     def serve_forever(self) -> None:
         """Run until ``shutdown`` (or a signal) stops the server."""

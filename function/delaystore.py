@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -24,6 +25,15 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, due_at);
 """
 
 
+def _private_file(path: Path) -> None:
+    """Create the database readable by its owner only; SQLite gives its -wal and -shm files that mode.
+
+    The table holds signed follow-ups: nothing secret, but nothing for other local users either.
+    """
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    os.chmod(path, 0o600)
+
+
 @dataclass(frozen=True)
 class Delivery:
     """One event waiting to be POSTed to its target."""
@@ -39,6 +49,8 @@ class DelayStore:
     """Thread-safe access to the deliveries table; a schedule is durable once ``add`` returns."""
 
     def __init__(self, path: Path | str) -> None:
+        if str(path) != ":memory:":
+            _private_file(Path(path))
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         self._in_flight: set[str] = set()
@@ -104,6 +116,17 @@ class DelayStore:
         with self._lock:
             rows = self._db.execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state").fetchall()
         return {str(state): int(count) for state, count in rows}
+
+    def dead(self, limit: int = 20) -> list[dict[str, object]]:
+        """The most recent dead-lettered deliveries, for an operator."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT dedup_key, target, last_status, last_error, attempts FROM deliveries"
+                " WHERE state = 'dead' ORDER BY created_at DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        names = ("dedup_key", "target", "last_status", "last_error", "attempts")
+        return [dict(zip(names, row, strict=True)) for row in rows]
 
     def prune(self, older_than: float) -> int:
         """Forget finished deliveries created before ``older_than`` (their dedup keys expire too)."""

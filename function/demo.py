@@ -174,8 +174,8 @@ def run_demo(instances: int = 10, timeout: float = 120.0) -> int:
         ports["emulator"], stderr=subprocess.DEVNULL,
     )  # fmt: skip
     delay = Process(
-        reaper_command("delay-service", "--port", str(ports["delay"]),
-                       "--db", str(workdir / "delays.sqlite3")),
+        reaper_command("delay-service", "--port", str(ports["delay"]), "--db",
+                       str(workdir / "delays.sqlite3"), "--allow-target", f"http://127.0.0.1:{ports['function']}/"),
         ports["delay"], stderr=subprocess.DEVNULL,
     )  # fmt: skip
     started: list[Process] = []

@@ -100,12 +100,12 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def configure(level: str = "INFO") -> None:
-    """Route the ``reaper`` loggers to stderr as JSON lines (idempotent)."""
+    """Route the ``reaper`` loggers to stderr as JSON lines at ``level`` (idempotent; the last level wins)."""
     logger = logging.getLogger("reaper")
+    logger.setLevel(level.upper())
     if any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
         return
     handler = _StderrHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     logger.addHandler(handler)
-    logger.setLevel(level.upper())
     logger.propagate = False

@@ -102,9 +102,9 @@ def reaper_command(*args: str) -> list[str]:
 
 
 def function_command(port: int, target: str = "handle", signature: str = "cloudevent") -> list[str]:
-    """argv for functions-framework serving reaper (gunicorn, as in production)."""
+    """argv for ``reaper serve`` (gunicorn with reaper's limits, as in production)."""
     return [
-        sys.executable, "-m", "functions_framework",
+        sys.executable, "-m", "function.cli", "serve",
         "--source", str(FUNCTION_SOURCE),
         "--target", target,
         "--signature-type", signature,

@@ -47,7 +47,7 @@ def serve_forever(factory: Callable[[], Any], host: str, port: int, *, threads: 
     Werkzeug's development server closes every connection after one request; production clients
     (and the real CloudDC API) keep connections alive, so the local services must too.
     """
-    _Gunicorn(
+    run_gunicorn(
         factory,
         {
             "bind": f"{host}:{port}",
@@ -61,4 +61,9 @@ def serve_forever(factory: Callable[[], Any], host: str, port: int, *, threads: 
             "errorlog": "-",
             "loglevel": "warning",
         },
-    ).run()
+    )
+
+
+def run_gunicorn(factory: Callable[[], Any], options: dict[str, Any]) -> None:
+    """Run gunicorn in this process with ``options`` until SIGTERM/SIGINT."""
+    _Gunicorn(factory, options).run()

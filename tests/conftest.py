@@ -26,6 +26,7 @@ from function.wsgi import threaded_server
 PROJECT = "proj-test"
 TOKEN = "tok-" + secrets.token_hex(24)
 EVENT_KEY = "evk-" + secrets.token_hex(24)
+ANY_LOOPBACK = "http://127.0.0.1:*/"  # the delay service delivers to every test function
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
@@ -161,7 +162,15 @@ def delay_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]
     port = free_port()
     log = (workdir / "delay.log").open("wb")
     process = Process(
-        reaper_command("delay-service", "--port", str(port), "--db", str(workdir / "delays.sqlite3")),
+        reaper_command(
+            "delay-service",
+            "--port",
+            str(port),
+            "--db",
+            str(workdir / "delays.sqlite3"),
+            "--allow-target",
+            ANY_LOOPBACK,
+        ),
         port,
         stderr=log,
     ).start()

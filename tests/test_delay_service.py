@@ -11,7 +11,7 @@ import httpx
 import pytest
 from cloudevents.http import CloudEvent
 
-from function.delay_service import DelayService, is_loopback
+from function.delay_service import DelayService, is_loopback, target_allowed
 from function.delaystore import DelayStore
 from function.errors import HandOffError
 from function.procs import free_port
@@ -26,7 +26,7 @@ def target(receiver: Receiver) -> Receiver:
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[DelayService]:
-    svc = DelayService("127.0.0.1", 0, tmp_path / "d.sqlite3")
+    svc = DelayService("127.0.0.1", 0, tmp_path / "d.sqlite3", ("http://127.0.0.1:*/",))
     thread = threading.Thread(target=svc.serve_forever, daemon=True)
     thread.start()
     yield svc
@@ -66,8 +66,8 @@ def test_duplicate_dedup_key_is_ignored(service: DelayService, target: Receiver)
 
 
 def test_non_2xx_is_retried_with_backoff(service: DelayService, target: Receiver) -> None:
-    """A 503 and a 404 from the target are retried until a 2xx."""
-    target.script = [503, 404]
+    """A 503 and a 500 from the target are retried until a 2xx."""
+    target.script = [503, 500]
     scheduler(service, target).schedule(event("retry-me"), 0, "k-retry")
     wait_until(lambda: target.ids(), 15)
     assert target.ids() == ["retry-me"]
@@ -84,6 +84,9 @@ def test_schedule_requests_are_validated(service: DelayService) -> None:
     }
     for change in (
         {"target": "file:///etc/passwd"},
+        {"target": "http://169.254.169.254/latest/meta-data/"},  # the metadata service: not an allowed target
+        {"target": "http:///no-host"},
+        {"target": "http://127.0.0.1.evil.example:80/"},
         {"delay_seconds": -1},
         {"delay_seconds": 31 * 24 * 3600},
         {"delay_seconds": True},
@@ -94,6 +97,9 @@ def test_schedule_requests_are_validated(service: DelayService) -> None:
         assert response.status_code == 400, change
         assert response.json()["error"]
     assert httpx.post(url, content=b"[]").status_code == 400
+    assert httpx.post(url, content=b"[" * 100_000).status_code == 400
+    assert httpx.post(url, content=b'{"target": "x", "target": "y"}').status_code == 400
+    assert httpx.post(url, content=b" " * (300 * 1024)).status_code == 413
     assert httpx.get(url).json()["counts"] == {}
     assert httpx.get(url.replace("/v1/events", "/healthz")).json() == {"ok": True}
 
@@ -125,6 +131,39 @@ def test_store_survives_reopen_and_gives_up(tmp_path: Path) -> None:
     store.close()
 
 
+def test_refused_events_are_dead_lettered_not_retried(service: DelayService, target: Receiver) -> None:
+    """A 4xx from the function is final: kept as dead and listed, delivered once; 429 is still retried."""
+    target.script = [422, 429]
+    local = scheduler(service, target)
+    local.schedule(event("refused"), 0, "k-refused")
+    overview = f"http://127.0.0.1:{service.server.server_port}/v1/events"
+    dead = wait_until(lambda: httpx.get(overview).json()["dead"], 10, "the dead letter")
+    assert [(d["dedup_key"], d["last_status"], d["attempts"]) for d in dead] == [("k-refused", 422, 1)]
+    local.schedule(event("throttled"), 0, "k-throttled")
+    wait_until(lambda: target.ids() == ["throttled"], 10, "the retried delivery")
+
+
+def test_database_files_are_private(tmp_path: Path) -> None:
+    """The SQLite file and its WAL/SHM companions are created 0600."""
+    store = DelayStore(tmp_path / "p.sqlite3")
+    store.add("k", "http://t/", b"{}", due_at=1, now=0)
+    files = sorted(tmp_path.glob("p.sqlite3*"))
+    assert [f.name for f in files] == ["p.sqlite3", "p.sqlite3-shm", "p.sqlite3-wal"]
+    assert {oct(f.stat().st_mode & 0o777) for f in files} == {"0o600"}
+    store.close()
+
+
+def test_target_allowlist_matching() -> None:
+    """Targets match an allowed URL's scheme, host, port (or ':*') and path prefix, nothing looser."""
+    allowed = ("http://127.0.0.1:8080/fn/", "http://localhost:*/")
+    assert target_allowed("http://127.0.0.1:8080/fn/", allowed)
+    assert target_allowed("http://127.0.0.1:8080/fn/invoke", allowed)
+    assert target_allowed("http://localhost:9999/", allowed)
+    for refused in ("http://127.0.0.1:8081/fn/", "https://127.0.0.1:8080/fn/", "http://127.0.0.1:8080/other",
+                    "http://user@127.0.0.2:8080/fn/", "http://127.0.0.1:99999/", "nonsense"):  # fmt: skip
+        assert not target_allowed(refused, allowed), refused
+
+
 def test_loopback_only() -> None:
     """The delay service refuses to listen beyond loopback."""
     assert is_loopback("127.0.0.1")
@@ -133,4 +172,4 @@ def test_loopback_only() -> None:
     assert not is_loopback("0.0.0.0")
     assert not is_loopback("example.com")
     with pytest.raises(ValueError, match="loopback"):
-        DelayService("0.0.0.0", 0, ":memory:")
+        DelayService("0.0.0.0", 0, ":memory:", ())

@@ -9,6 +9,7 @@ import pytest
 
 from function.procs import Process, free_port, reaper_command
 from tests.conftest import (
+    ANY_LOOPBACK,
     PROJECT,
     TOKEN,
     Emulator,
@@ -141,7 +142,15 @@ def test_delay_service_restart_loses_nothing(
     """Killing the delay service with checks pending and restarting it on the same database loses nothing."""
     workdir = tmp_path_factory.mktemp("restart")
     port = free_port()
-    argv = reaper_command("delay-service", "--port", str(port), "--db", str(workdir / "d.sqlite3"))
+    argv = reaper_command(
+        "delay-service",
+        "--port",
+        str(port),
+        "--db",
+        str(workdir / "d.sqlite3"),
+        "--allow-target",
+        ANY_LOOPBACK,
+    )
     service = Process(argv, port).start()
     fn = function_factory(
         REAPER_DELAY_SERVICE_URL=service.url, REAPER_CHECK_DELAY="3", REAPER_CHECK_MAX_DELAY="4"

@@ -29,7 +29,14 @@ class BodyLimit:
         declared = str(environ.get("CONTENT_LENGTH") or "").strip()
         if declared.isdigit() and int(declared) > self._limit:
             return self._refuse(start_response)
-        body = self._read(environ.get("wsgi.input"))
+        chunked = "chunked" in str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower()
+        if declared.isdigit():
+            body = self._read(environ.get("wsgi.input"), int(declared))
+        elif chunked or environ.get("wsgi.input_terminated"):
+            # No length given: the server de-chunks and ends the stream; read at most limit + 1.
+            body = self._read(environ.get("wsgi.input"), self._limit + 1)
+        else:
+            body = b""  # HTTP/1.1: no Content-Length and no chunking means no body
         if len(body) > self._limit:
             return self._refuse(start_response)
         environ["wsgi.input"] = io.BytesIO(body)
@@ -38,13 +45,15 @@ class BodyLimit:
         environ["wsgi.input_terminated"] = True
         return self._app(environ, start_response)
 
-    def _read(self, stream: Any) -> bytes:
+    @staticmethod
+    def _read(stream: Any, most: int) -> bytes:
+        """Up to ``most`` bytes, never asking the stream for more (a raw socket would block)."""
         if stream is None:
             return b""
         parts: list[bytes] = []
         size = 0
-        while size <= self._limit:
-            chunk = stream.read(min(_CHUNK, self._limit + 1 - size))
+        while size < most:
+            chunk = stream.read(min(_CHUNK, most - size))
             if not chunk:
                 break
             parts.append(chunk)
