@@ -85,8 +85,13 @@ class Stack:
         port = free_port()
         self.delay = Process(
             reaper_command(
-                "delay-service", "--port", str(port), "--db", str(self.workdir / "delays.sqlite3"),
-                "--allow-target", "http://127.0.0.1:*/",
+                "delay-service",
+                "--port",
+                str(port),
+                "--db",
+                str(self.workdir / "delays.sqlite3"),
+                "--allow-target",
+                "http://127.0.0.1:*/",
             ),
             port,
             stderr=subprocess.DEVNULL,

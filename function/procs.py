@@ -84,6 +84,11 @@ class Process:
             self._signal(signal.SIGKILL)
             self.proc.wait(timeout)
 
+    def terminate(self) -> None:
+        """Send SIGTERM and return at once (``stop`` waits); for stopping many processes together."""
+        if self.proc is not None and self.proc.poll() is None:
+            self._signal(signal.SIGTERM)
+
     def kill(self) -> None:
         """SIGKILL, as a crash would: nothing gets to clean up."""
         if self.proc is not None and self.proc.poll() is None:
@@ -94,6 +99,14 @@ class Process:
         assert self.proc is not None
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signum)
+
+
+def stop_all(processes: Sequence[Process]) -> None:
+    """Stop several processes in parallel: each gets SIGTERM first, then each is waited for."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.stop()
 
 
 def reaper_command(*args: str) -> list[str]:

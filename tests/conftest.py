@@ -19,7 +19,7 @@ from cloudevents.conversion import to_binary, to_structured
 from cloudevents.http import CloudEvent
 from werkzeug.wrappers import Request, Response
 
-from function.procs import Process, free_port, function_command, reaper_command
+from function.procs import Process, free_port, function_command, reaper_command, stop_all
 from function.send import sign
 from function.wsgi import threaded_server
 
@@ -271,8 +271,7 @@ def function_factory(
         return Function(process, log_path)
 
     yield start
-    for process in started:
-        process.stop()
+    stop_all(started)
     for log in logs:
         log.close()
 

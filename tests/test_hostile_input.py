@@ -239,3 +239,25 @@ def test_request_tokens_neither_evict_nor_choose_what_is_redacted(
     assert TOKEN not in json.dumps(result)
     handled = [e for e in fn.log_lines() if e.get("message") == "handled" and e.get("project_id") == PROJECT]
     assert any(e.get("instance_id") == victim for e in handled)
+
+
+def test_oversized_request_line_and_header_stop_at_the_server(function: Function) -> None:
+    """`reaper serve` limits the request line and header sizes: gunicorn refuses before the app runs."""
+    long_line = httpx.post(
+        function.url + "x" * 20_000, content=b"{}", headers={"content-type": "application/json"}
+    )
+    assert long_line.status_code in (400, 414)
+    assert not long_line.headers.get("content-type", "").startswith("application/json")
+    huge_header = httpx.post(
+        function.url, content=b"{}", headers={"content-type": "application/json", "x-big": "y" * 20_000}
+    )
+    assert huge_header.status_code in (400, 431)
+    assert not huge_header.headers.get("content-type", "").startswith("application/json")
+    tokens_fit = httpx.post(
+        function.url,
+        content=b"{}",
+        headers={"content-type": "application/json", "x-cff-auth-token": "t" * 12_000},
+    )
+    assert tokens_fit.headers["content-type"].startswith(
+        "application/json"
+    )  # the app answered (a 400 of its own)

@@ -158,7 +158,7 @@ def test_only_reaper_errors_escape_the_parse_stage(request_headers: dict[str, st
         parse_stage(request_headers, body)
 
 
-@FUZZ
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(event_type=st.sampled_from(sorted(catalog.INTERNAL_TYPES)), payload=st.one_of(job_data, batch_data))
 def test_validated_follow_up_data_always_rebuilds(event_type: str, payload: dict[str, Any]) -> None:
     """Follow-up data that passes its schema always turns back into a job (no date or counter surprises)."""

@@ -124,7 +124,7 @@ def test_token_file_is_read_and_reread_when_it_changes(tmp_path: Path) -> None:
 
 def test_token_file_problems(tmp_path: Path) -> None:
     """A missing or empty token file is a settings error at start and retryable later."""
-    with pytest.raises(SettingsError, match="cannot read"):
+    with pytest.raises(SettingsError, match="cannot be read"):
         TokenSource(token_file=tmp_path / "absent")
     (tmp_path / "empty").write_text("  \n")
     with pytest.raises(SettingsError, match="empty"):

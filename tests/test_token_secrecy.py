@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import secrets
@@ -13,10 +14,21 @@ from cloudevents.conversion import to_structured
 
 from function import jsonlog
 from function.credentials import TokenSource
+from function.procs import free_port
 from function.secret import Secret
 from function.settings import Settings
 from function.signing import EventSigner
-from tests.conftest import EVENT_KEY, TOKEN, WEBHOOK_SECRET, Emulator, FunctionFactory, Sink, expired, new_id
+from tests.conftest import (
+    EVENT_KEY,
+    TOKEN,
+    WEBHOOK_SECRET,
+    Emulator,
+    FunctionFactory,
+    Sink,
+    expired,
+    new_id,
+    webhook_signed,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -117,3 +129,52 @@ def test_platform_token_from_request_header(emulator: Emulator, function_factory
     assert missing.status_code == 503
     assert "X-CFF-Auth-Token" in missing.json()["error"]
     assert TOKEN not in fn.log()
+
+
+def test_no_configured_secret_on_any_error_path(
+    emulator: Emulator,
+    function_factory: FunctionFactory,
+    sink: Sink,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """401, 403, 5xx, timeout, refused connection, malformed body and an upstream echo: no configured
+    secret (token, event key, webhook secret, a password in a URL) in any log line, result, answer or file."""
+    sink_password = "sinkpw-" + secrets.token_hex(12)
+    signing = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    settings = {
+        "REAPER_INBOUND_AUTH": "webhook",
+        "REAPER_WEBHOOK_SECRET": signing,
+        "REAPER_HTTP_TIMEOUT": "1",
+        "REAPER_MAX_RETRIES": "1",
+        "REAPER_LOG_LEVEL": "DEBUG",
+        "K_SINK": sink.url.replace("http://", f"http://reaper:{sink_password}@"),
+    }
+    fn = function_factory(target="handle_http", signature="http", **settings)
+    refused = function_factory(CLOUDDC_ENDPOINT=f"http://127.0.0.1:{free_port()}", **settings)
+    faults = {
+        "forbidden-echo": {"delete": [{"status": 403, "echo": True}]},
+        "server-error": {"delete": [{"status": 500}, {"status": 500}, {"status": 500}]},
+        "timeout": {"delete": [{"delay": 1.5}, {"delay": 1.5}, {"delay": 1.5}]},
+    }
+    instances = {name: emulator.add(new_id(), faults=spec) for name, spec in faults.items()}
+    answers = []
+    for target, instance in [(fn, i) for i in instances.values()] + [(refused, new_id())]:
+        headers, body = to_structured(expired(instance))
+        answers.append(
+            httpx.post(target.url, headers=webhook_signed(headers, body, signing), content=body, timeout=15)
+        )
+    unsigned_headers, unsigned_body = to_structured(expired(new_id()))
+    answers.append(httpx.post(fn.url, headers=unsigned_headers, content=unsigned_body))  # 401
+    answers.append(
+        httpx.post(fn.url, headers={"content-type": "application/json"}, content=b'{"a": [}')
+    )  # 400
+    assert sorted({a.status_code for a in answers}) == [200, 400, 401]
+    assert sink.result(instances["forbidden-echo"])["data"]["http_status"] == 403
+    assert sink.result(instances["server-error"], timeout=30)["data"]["reason"] == "retries-exhausted"
+    assert sink.result(instances["timeout"], timeout=30)  # the timed-out DELETE went through upstream
+
+    written = b"".join(p.read_bytes() for p in tmp_path_factory.getbasetemp().rglob("*") if p.is_file())
+    texts = [json.dumps(sink.events), *(a.text for a in answers), fn.log(), refused.log()]
+    for secret in (TOKEN, EVENT_KEY, signing, sink_password):
+        assert all(secret not in text for text in texts), secret[:6]
+        assert secret.encode() not in written, secret[:6]
