@@ -33,9 +33,9 @@ PROJECT: Final = "demo-project"
 # (scenario label, extra instance spec): a few with faults, so the retries are visible.
 SCENARIOS: Final[list[tuple[str, dict[str, Any]]]] = [
     ("plain", {}),
-    ("slow delete (12 s)", {"termination_seconds": 12}),
     ("429, Retry-After: 2", {"faults": {"delete": [{"status": 429, "retry_after": 2}]}}),
     ("500 then success", {"faults": {"delete": [{"status": 500}]}}),
+    ("slow delete (12 s)", {"termination_seconds": 12}),
     ("flaky status", {"faults": {"status": [{"status": 503}, {"reset": True}]}}),
     ("delete fails", {"outcome": "fail"}),
     ("plain", {"termination_seconds": 3}),
