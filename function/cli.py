@@ -33,8 +33,13 @@ def _emulator(args: argparse.Namespace) -> int:
             latency=args.latency,
             token=args.token,
             retention_seconds=args.retention_seconds,
+            token_ttl=args.token_ttl,
+            metadata_key_ttl=args.metadata_key_ttl,
+            iam_password=args.iam_password,
         )
         fleet = Fleet(config)
+        if args.ak and args.sk:
+            fleet.keys.add_static(args.ak, args.sk)
         for number in range(1, args.seed + 1):
             fleet.add({"id": f"i-{number:04d}", "project_id": args.project})
         for spec in specs:
@@ -106,6 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--retention-seconds", type=float, default=30.0)
     emulator.add_argument("--latency", type=float, default=0.0, help="seconds added to each API call")
     emulator.add_argument("--token", default=None, help="the only token accepted (default: any)")
+    emulator.add_argument(
+        "--token-ttl", type=float, default=24 * 3600.0, help="lifetime of issued IAM tokens, s"
+    )
+    emulator.add_argument(
+        "--iam-password", default=None, help="the only IAM password accepted (default: any)"
+    )
+    emulator.add_argument("--ak", default=None, help="an AK accepted for signed requests (with --sk)")
+    emulator.add_argument("--sk", default=None, help="the SK of --ak")
+    emulator.add_argument(
+        "--metadata-key-ttl", type=float, default=900.0, help="lifetime of metadata keys, s"
+    )
     emulator.add_argument("--seed", type=int, default=0, help="create N running instances")
     emulator.add_argument("--project", default="demo-project")
     emulator.add_argument("--instances", default=None, help="JSON file with instance specs")

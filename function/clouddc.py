@@ -17,7 +17,7 @@ import httpx
 
 from function import jsonlog, outbound
 from function.core import ApiAnswer
-from function.credentials import TokenSource
+from function.credentials import Credentials
 from function.errors import BadEventError
 
 ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -58,12 +58,12 @@ class CloudDCClient:
     def __init__(
         self,
         endpoint: str,
-        tokens: TokenSource,
+        credentials: Credentials,
         *,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._tokens = tokens
+        self._credentials = credentials
         self._http = outbound.client(
             base_url=endpoint.rstrip("/"),
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
@@ -126,10 +126,11 @@ class CloudDCClient:
         return self._call_json(method, path)[0]
 
     def _call_json(self, method: str, path: str, **kwargs: Any) -> tuple[ApiAnswer, dict[str, Any]]:
-        headers = {"X-Auth-Token": self._tokens.current().reveal()}
+        request = self._http.build_request(method, path, **kwargs)
+        self._credentials.apply(request)  # a token header, or an AK/SK signature over the whole request
         started = time.perf_counter()
         try:
-            response = self._http.request(method, path, headers=headers, **kwargs)
+            response = self._http.send(request)
         except httpx.TimeoutException as exc:
             return self._failed(method, path, started, "timeout", exc), {}
         except httpx.TransportError as exc:

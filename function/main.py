@@ -6,6 +6,7 @@ Both are thin over one ``Reaper``. Status codes are the contract with every trig
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import Callable
@@ -130,9 +131,10 @@ def handle_http(request: flask.Request) -> flask.Response:
 
 
 def _platform_token() -> AbstractContextManager[None]:
-    """FunctionGraph's per-request agency token, when REAPER_TOKEN_FROM_REQUEST allows it."""
-    header = flask.request.headers.get("X-CFF-Auth-Token") if REAPER.settings.token_from_request else None
-    return credentials.request_token(header)
+    """FunctionGraph's per-request agency credentials, when REAPER_TOKEN_FROM_REQUEST allows them."""
+    if not REAPER.settings.token_from_request:
+        return contextlib.nullcontext()
+    return credentials.request_credentials(dict(flask.request.headers.items()), REAPER.settings.project_id)
 
 
 def _handle_one(event: inbound.InboundEvent | BadEventError) -> dict[str, object]:

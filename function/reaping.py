@@ -15,7 +15,7 @@ from typing import Final
 
 from function import catalog, core, gate
 from function.clouddc import CloudDCClient, check_id
-from function.credentials import TokenSource
+from function.credentials import Credentials
 from function.errors import BadEventError
 from function.handoff import HandOff, chain_key
 from function.inbound import InboundEvent
@@ -61,7 +61,7 @@ class Reaper:
 
     settings: Settings
     client: CloudDCClient
-    tokens: TokenSource
+    tokens: Credentials
     handoff: HandOff
     signer: EventSigner
     clock: Callable[[], float] = time.time

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 import time
 
-from function import jsonlog, schedulers
+from function import credentials, jsonlog, schedulers
 from function.clouddc import CloudDCClient
-from function.credentials import TokenSource
 from function.handoff import HandOff
 from function.inbound.auth import Authenticator, methods_from
 from function.reaping import Reaper
@@ -21,9 +20,7 @@ _LOG = logging.getLogger("reaper.start")
 def build(settings: Settings) -> Reaper:
     """Create the shared clients and the reaper; logs the effective settings once."""
     jsonlog.configure(settings.log_level)
-    tokens = TokenSource(
-        settings.auth_token, settings.auth_token_file, from_request=settings.token_from_request
-    )
+    tokens = credentials.from_settings(settings)
     assert settings.event_key is not None  # validated by Settings
     signer = EventSigner(settings.event_key, settings.event_key_previous)
     handoff = HandOff(

@@ -65,6 +65,16 @@ VARIABLES: Final = frozenset(
         "REAPER_OIDC_AUDIENCE",
         "REAPER_OIDC_ALLOWED_EMAILS",
         "REAPER_MAX_MESSAGES_PER_REQUEST",
+        "CLOUDDC_IAM_ENDPOINT",
+        "CLOUDDC_IAM_DOMAIN",
+        "CLOUDDC_IAM_USER",
+        "CLOUDDC_IAM_PASSWORD",
+        "CLOUDDC_IAM_PASSWORD_FILE",
+        "HUAWEICLOUD_SDK_AK",
+        "HUAWEICLOUD_SDK_SK",
+        "HUAWEICLOUD_SDK_SECURITY_TOKEN",
+        "HUAWEICLOUD_CREDENTIALS_FROM_METADATA",
+        "REAPER_METADATA_URL",
     }
 )
 SERVER_VARIABLES: Final = frozenset(
@@ -83,7 +93,14 @@ SERVER_VARIABLES: Final = frozenset(
 )
 REQUIRED: Final = (
     "CLOUDDC_ENDPOINT",
-    ("CLOUDDC_AUTH_TOKEN", "CLOUDDC_AUTH_TOKEN_FILE"),
+    (
+        "CLOUDDC_AUTH_TOKEN",
+        "CLOUDDC_AUTH_TOKEN_FILE",
+        "CLOUDDC_IAM_PASSWORD",
+        "CLOUDDC_IAM_PASSWORD_FILE",
+        "HUAWEICLOUD_SDK_AK",
+        "HUAWEICLOUD_CREDENTIALS_FROM_METADATA",
+    ),
     ("REAPER_EVENT_KEY", "REAPER_EVENT_KEY_FILE"),
     "REAPER_INBOUND_AUTH",
     ("REAPER_ALLOWED_PROJECTS", "CLOUDDC_PROJECT_ID"),
@@ -143,6 +160,16 @@ class Settings:
     oidc_audience: str | None = None
     oidc_allowed_emails: frozenset[str] = frozenset()
     max_messages_per_request: int = 100
+    # The credential chain (design §7a): the first configured source wins.
+    iam_endpoint: str | None = None
+    iam_domain: str | None = None
+    iam_user: str | None = None
+    iam_password: Secret | None = dataclasses.field(default=None, repr=False)
+    sdk_ak: Secret | None = dataclasses.field(default=None, repr=False)
+    sdk_sk: Secret | None = dataclasses.field(default=None, repr=False)
+    sdk_security_token: Secret | None = dataclasses.field(default=None, repr=False)
+    credentials_from_metadata: bool = False
+    metadata_url: str = "http://169.254.169.254"
 
     def __post_init__(self) -> None:
         _require_url("CLOUDDC_ENDPOINT", self.endpoint)
@@ -150,10 +177,7 @@ class Settings:
         _require_url("REAPER_DELAY_SERVICE_URL", self.delay_service_url)
         if self.sink_url is not None:
             _require_url("K_SINK", self.sink_url)
-        if self.auth_token is None and self.auth_token_file is None and not self.token_from_request:
-            raise SettingsError(
-                "set CLOUDDC_AUTH_TOKEN or CLOUDDC_AUTH_TOKEN_FILE (or REAPER_TOKEN_FROM_REQUEST=true)"
-            )
+        self._check_credentials()
         if self.scheduler not in SCHEDULERS:
             raise SettingsError(
                 f"REAPER_SCHEDULER={self.scheduler!r}: expected one of {', '.join(SCHEDULERS)}"
@@ -213,6 +237,36 @@ class Settings:
         if self.max_messages_per_request < 1:
             raise SettingsError("REAPER_MAX_MESSAGES_PER_REQUEST must be at least 1")
 
+    def _check_credentials(self) -> None:
+        sources = [
+            self.auth_token is not None or self.auth_token_file is not None,
+            self.iam_password is not None,
+            self.sdk_ak is not None or self.sdk_sk is not None,
+            self.credentials_from_metadata,
+        ]
+        if not any(sources) and not self.token_from_request:
+            raise SettingsError(
+                "set a credential source: CLOUDDC_AUTH_TOKEN(_FILE), CLOUDDC_IAM_PASSWORD(_FILE) with "
+                "CLOUDDC_IAM_ENDPOINT/DOMAIN/USER, HUAWEICLOUD_SDK_AK and _SK, "
+                "HUAWEICLOUD_CREDENTIALS_FROM_METADATA=true, or REAPER_TOKEN_FROM_REQUEST=true"
+            )
+        if self.iam_password is not None:
+            needed = {
+                "CLOUDDC_IAM_ENDPOINT": self.iam_endpoint,
+                "CLOUDDC_IAM_DOMAIN": self.iam_domain,
+                "CLOUDDC_IAM_USER": self.iam_user,
+                "CLOUDDC_PROJECT_ID": self.project_id,
+            }
+            for name, value in needed.items():
+                if not value:
+                    raise SettingsError(f"the IAM password source needs {name}")
+            assert self.iam_endpoint is not None
+            _require_url("CLOUDDC_IAM_ENDPOINT", self.iam_endpoint)
+        if (self.sdk_ak is None) != (self.sdk_sk is None):
+            raise SettingsError("set both HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK")
+        if self.credentials_from_metadata:
+            _require_url("REAPER_METADATA_URL", self.metadata_url)
+
     def _check_transport(self) -> None:
         if self.scheduler == "cloudtasks":
             if not self.cloudtasks_queue or not CLOUDTASKS_QUEUE.match(self.cloudtasks_queue):
@@ -234,6 +288,20 @@ class Settings:
             if not self.rabbitmq_queue:
                 raise SettingsError("REAPER_RABBITMQ_QUEUE must not be empty")
 
+    def credential_source(self) -> str:
+        """The name of the credential source in use (the only thing about credentials that is logged)."""
+        if self.auth_token is not None or self.auth_token_file is not None:
+            chosen = "token-file" if self.auth_token_file is not None else "token"
+        elif self.iam_password is not None:
+            chosen = "iam-password"
+        elif self.sdk_ak is not None:
+            chosen = "aksk"
+        elif self.credentials_from_metadata:
+            chosen = "metadata"
+        else:
+            chosen = "none"
+        return f"request, else {chosen}" if self.token_from_request else chosen
+
     def public_view(self) -> dict[str, Any]:
         """The effective settings as loggable values, secrets masked."""
         view = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -242,12 +310,13 @@ class Settings:
                 view[name] = "***"
         view["rabbitmq_url"] = _mask_password(self.rabbitmq_url.reveal())
         for name in ("endpoint", "self_url", "delay_service_url", "sink_url", "cloudtasks_api", "qstash_url",
-                     "oidc_jwks_url"):  # fmt: skip
+                     "oidc_jwks_url", "iam_endpoint", "metadata_url"):  # fmt: skip
             if isinstance(view[name], str):
                 view[name] = _mask_password(view[name])
         view["auth_token_file"] = str(self.auth_token_file) if self.auth_token_file else None
         view["allowed_projects"] = sorted(self.allowed_projects) if self.allowed_projects is not None else "*"
         view["oidc_allowed_emails"] = sorted(self.oidc_allowed_emails)
+        view["credential_source"] = self.credential_source()
         return view
 
     @classmethod
@@ -298,6 +367,17 @@ class Settings:
             "oidc_audience": env.get("REAPER_OIDC_AUDIENCE") or None,
             "oidc_allowed_emails": frozenset(_names(env.get("REAPER_OIDC_ALLOWED_EMAILS", ""))),
             "max_messages_per_request": _integer(env, "REAPER_MAX_MESSAGES_PER_REQUEST", 100),
+            "iam_endpoint": env.get("CLOUDDC_IAM_ENDPOINT") or None,
+            "iam_domain": env.get("CLOUDDC_IAM_DOMAIN") or None,
+            "iam_user": env.get("CLOUDDC_IAM_USER") or None,
+            "iam_password": _secret_or_file(env, "CLOUDDC_IAM_PASSWORD"),
+            "sdk_ak": _secret(env, "HUAWEICLOUD_SDK_AK"),
+            "sdk_sk": _secret(env, "HUAWEICLOUD_SDK_SK"),
+            "sdk_security_token": _secret(env, "HUAWEICLOUD_SDK_SECURITY_TOKEN"),
+            "credentials_from_metadata": _boolean(
+                env, "HUAWEICLOUD_CREDENTIALS_FROM_METADATA", default=False
+            ),
+            "metadata_url": env.get("REAPER_METADATA_URL") or "http://169.254.169.254",
         }
         if not values["endpoint"]:
             raise SettingsError("CLOUDDC_ENDPOINT is required (base URL of the CloudDC API)")

@@ -18,7 +18,7 @@ from typing import Any, Final, TypeVar
 
 from function import catalog, core, gate, sweep
 from function.clouddc import CloudDCClient, check_id
-from function.credentials import TokenSource
+from function.credentials import Credentials
 from function.errors import BadEventError, RetryableError
 from function.handoff import HandOff, chain_key
 from function.inbound import InboundEvent
@@ -44,7 +44,7 @@ class Sweeper:
         self,
         settings: Settings,
         client: CloudDCClient,
-        tokens: TokenSource,
+        tokens: Credentials,
         handoff: HandOff,
         policy: core.Policy,
         clock: Callable[[], float],

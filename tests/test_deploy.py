@@ -36,6 +36,9 @@ def cloudrun_env() -> dict[str, str]:
     env: dict[str, str] = {}
     for group in re.findall(r'--(?:set|update)-env-vars="([^"]+)"', script):
         env.update(item.split("=", 1) for item in group.split(","))  # type: ignore[arg-type]
+    for group in re.findall(r'--set-secrets="([^"]+)"', script):
+        # NAME=secret:version is an environment variable; /path=secret:version a mounted file.
+        env.update(item.split("=", 1) for item in group.split(",") if not item.startswith("/"))  # type: ignore[arg-type]
     return env
 
 

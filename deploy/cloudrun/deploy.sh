@@ -12,7 +12,8 @@ QUEUE="${QUEUE:-reaper-follow-ups}"
 TOPIC="${TOPIC:-instance-expired}"
 CLOUDDC_ENDPOINT="${CLOUDDC_ENDPOINT:-https://clouddc.cn-east-3.myhuaweicloud.com}"
 CLOUDDC_PROJECT_ID="${CLOUDDC_PROJECT_ID:?set CLOUDDC_PROJECT_ID to the Huawei project id}"
-TOKEN_SECRET="${TOKEN_SECRET:-clouddc-token}"
+AK_SECRET="${AK_SECRET:-clouddc-ak}"   # Secret Manager secrets holding HUAWEICLOUD_SDK_AK / _SK
+SK_SECRET="${SK_SECRET:-clouddc-sk}"
 EVENT_KEY_SECRET="${EVENT_KEY_SECRET:-reaper-event-key}"
 RUNTIME_SA="reaper-runtime@${PROJECT}.iam.gserviceaccount.com"
 INVOKER_SA="reaper-invoker@${PROJECT}.iam.gserviceaccount.com"
@@ -32,7 +33,7 @@ gcloud tasks queues describe "${QUEUE}" --location="${REGION}" >/dev/null 2>&1 \
 gcloud secrets describe "${EVENT_KEY_SECRET}" >/dev/null 2>&1 \
   || openssl rand -hex 32 | gcloud secrets create "${EVENT_KEY_SECRET}" --data-file=-
 # Cloud Run checks secret access at deploy time: grant it before deploying.
-for secret in "${TOKEN_SECRET}" "${EVENT_KEY_SECRET}"; do
+for secret in "${AK_SECRET}" "${SK_SECRET}" "${EVENT_KEY_SECRET}"; do
   gcloud secrets add-iam-policy-binding "${secret}" \
     --member="serviceAccount:${RUNTIME_SA}" --role=roles/secretmanager.secretAccessor
 done
@@ -43,8 +44,8 @@ gcloud run deploy "${SERVICE}" \
   --service-account="${RUNTIME_SA}" \
   --no-allow-unauthenticated \
   --concurrency=200 \
-  --set-secrets="/var/run/secrets/clouddc/token=${TOKEN_SECRET}:latest,/var/run/secrets/reaper/event-key=${EVENT_KEY_SECRET}:latest" \
-  --set-env-vars="CLOUDDC_ENDPOINT=${CLOUDDC_ENDPOINT},CLOUDDC_PROJECT_ID=${CLOUDDC_PROJECT_ID},CLOUDDC_AUTH_TOKEN_FILE=/var/run/secrets/clouddc/token,REAPER_EVENT_KEY_FILE=/var/run/secrets/reaper/event-key,REAPER_INBOUND_AUTH=oidc,REAPER_OIDC_ALLOWED_EMAILS=${INVOKER_SA},REAPER_SCHEDULER=cloudtasks,REAPER_CLOUDTASKS_QUEUE=projects/${PROJECT}/locations/${REGION}/queues/${QUEUE},REAPER_CLOUDTASKS_SERVICE_ACCOUNT=${INVOKER_SA},THREADS=64"
+  --set-secrets="HUAWEICLOUD_SDK_AK=${AK_SECRET}:latest,HUAWEICLOUD_SDK_SK=${SK_SECRET}:latest,/var/run/secrets/reaper/event-key=${EVENT_KEY_SECRET}:latest" \
+  --set-env-vars="CLOUDDC_ENDPOINT=${CLOUDDC_ENDPOINT},CLOUDDC_PROJECT_ID=${CLOUDDC_PROJECT_ID},REAPER_EVENT_KEY_FILE=/var/run/secrets/reaper/event-key,REAPER_INBOUND_AUTH=oidc,REAPER_OIDC_ALLOWED_EMAILS=${INVOKER_SA},REAPER_SCHEDULER=cloudtasks,REAPER_CLOUDTASKS_QUEUE=projects/${PROJECT}/locations/${REGION}/queues/${QUEUE},REAPER_CLOUDTASKS_SERVICE_ACCOUNT=${INVOKER_SA},THREADS=64"
 
 URL="$(gcloud run services describe "${SERVICE}" --region="${REGION}" --format='value(status.url)')/"
 gcloud run services update "${SERVICE}" --region="${REGION}" --update-env-vars="REAPER_SELF_URL=${URL}"

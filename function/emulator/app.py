@@ -17,6 +17,7 @@ _MAX_IDS_PER_LIST: Final = 100
 _MAX_IDS_PER_BATCH: Final = 50
 _THROTTLED: Final = {"error_code": "APIG.0308", "error_msg": "The throttling threshold has been reached"}
 _UNAUTHORIZED: Final = {"error_code": "APIGW.0301", "error_msg": "Incorrect IAM authentication information"}
+_TOKEN_EXPIRED: Final = {"error_code": "APIGW.0307", "error_msg": "The token must be updated."}
 
 
 class InjectedResetError(Exception):
@@ -38,8 +39,26 @@ def create_app(fleet: Fleet) -> flask.Flask:
             _reset_connection()
         return fault
 
-    def authorised() -> bool:
-        return fleet.token_valid(flask.request.headers.get("X-Auth-Token"))
+    def refusal() -> dict[str, str] | None:
+        """None when the request is authenticated (token or AK/SK signature); else the 401 body."""
+        request = flask.request
+        if "Authorization" in request.headers:
+            problem = fleet.keys.check(
+                request.method,
+                request.path,
+                request.args.items(multi=True),
+                dict(request.headers.items()),
+                request.get_data(),
+            )
+            return (
+                None
+                if problem is None
+                else {**_UNAUTHORIZED, "error_msg": f"{_UNAUTHORIZED['error_msg']}: {problem}"}
+            )
+        token = request.headers.get("X-Auth-Token")
+        if fleet.token_expired(token):
+            return _TOKEN_EXPIRED
+        return None if fleet.token_valid(token) else _UNAUTHORIZED
 
     def answer(
         call: str, project_id: str, instance_id: str | None, status: int, body: Any, **headers: str
@@ -63,8 +82,8 @@ def create_app(fleet: Fleet) -> flask.Flask:
         fault = api_call("delete", project_id, instance_id)
         if fault and fault.status:
             return faulted("delete", project_id, instance_id, fault)
-        if not authorised():
-            return answer("delete", project_id, instance_id, 401, _UNAUTHORIZED)
+        if (refused := refusal()) is not None:
+            return answer("delete", project_id, instance_id, 401, refused)
         status, body = fleet.delete(project_id, instance_id)
         return answer("delete", project_id, instance_id, status, body)
 
@@ -73,8 +92,8 @@ def create_app(fleet: Fleet) -> flask.Flask:
         fault = api_call("status", project_id, instance_id)
         if fault and fault.status:
             return faulted("status", project_id, instance_id, fault)
-        if not authorised():
-            return answer("status", project_id, instance_id, 401, _UNAUTHORIZED)
+        if (refused := refusal()) is not None:
+            return answer("status", project_id, instance_id, 401, refused)
         status, body = fleet.status(project_id, instance_id)
         return answer("status", project_id, instance_id, status, body)
 
@@ -84,8 +103,8 @@ def create_app(fleet: Fleet) -> flask.Flask:
         args = flask.request.args
         ids = [i for i in args.get("instance_id", "").split(",") if i] or None
         flask.g.batch_ids = ids  # the call log names the ids asked for, whatever the answer
-        if not authorised():
-            return answer("list", project_id, None, 401, _UNAUTHORIZED)
+        if (refused := refusal()) is not None:
+            return answer("list", project_id, None, 401, refused)
         if ids is not None and len(ids) > _MAX_IDS_PER_LIST:
             body = {"error_code": "CDC.0400", "error_msg": "at most 100 instance ids"}
             return answer("list", project_id, None, 400, body)
@@ -97,8 +116,8 @@ def create_app(fleet: Fleet) -> flask.Flask:
     @app.post("/v1/<project_id>/instances/batch-delete")
     def batch_delete(project_id: str) -> flask.Response:
         api_call("batch-delete", project_id, None)
-        if not authorised():
-            return answer("batch-delete", project_id, None, 401, _UNAUTHORIZED)
+        if (refused := refusal()) is not None:
+            return answer("batch-delete", project_id, None, 401, refused)
         ids = (flask.request.get_json(silent=True) or {}).get("instance_id_set")
         if not isinstance(ids, list) or not ids or len(ids) > _MAX_IDS_PER_BATCH:
             body = {"error_code": "CDC.0400", "error_msg": "instance_id_set: 1 to 50 ids"}
@@ -111,13 +130,24 @@ def create_app(fleet: Fleet) -> flask.Flask:
     @app.post("/v3/auth/tokens")
     def issue_token() -> flask.Response:
         body = flask.request.get_json(silent=True) or {}
-        methods = body.get("auth", {}).get("identity", {}).get("methods")
+        identity = body.get("auth", {}).get("identity", {})
+        methods = identity.get("methods")
         if not methods:
             return answer("iam", "-", None, 400, {"error_code": "IAM.0001", "error_msg": "bad body"})
+        password = identity.get("password", {}).get("user", {}).get("password")
+        if fleet.config.iam_password is not None and password != fleet.config.iam_password:
+            return answer("iam", "-", None, 401, {"error_code": "IAM.0004", "error_msg": "wrong credentials"})
         token, expires = fleet.issue_token()
         expires_at = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(expires))
         payload = {"token": {"expires_at": expires_at, "methods": methods}}
         return answer("iam", "-", None, 201, payload, **{"X-Subject-Token": token})
+
+    @app.get("/openstack/latest/securitykey")
+    def security_key() -> flask.Response:
+        ak, sk, token, expires = fleet.keys.issue_temporary(fleet.config.metadata_key_ttl)
+        expires_at = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(expires))
+        credential = {"access": ak, "secret": sk, "securitytoken": token, "expires_at": expires_at}
+        return answer("metadata", "-", None, 200, {"credential": credential})
 
     @app.post("/admin/instances")
     def admin_add() -> flask.Response:

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from function.emulator.keys import KeyRing
+
 DELETABLE: Final = frozenset({"running", "stopped", "pending", "failed", "error"})
 KNOWN_OUTCOMES: Final = frozenset({"terminate", "fail", "stuck"})
 
@@ -25,6 +27,8 @@ class Config:
     latency: float = 0.0
     token: str | None = None
     token_ttl: float = 24 * 3600.0
+    metadata_key_ttl: float = 900.0
+    iam_password: str | None = None
     delete_in_progress_status: int = 204
     missing_status: int = 404
     shutting_down_spelling: str = "shutting-down"
@@ -78,6 +82,7 @@ class Fleet:
         self._tokens: dict[str, float] = {}
         self._expired_static = False
         self.calls: list[dict[str, Any]] = []
+        self.keys = KeyRing(clock)
 
     # -- admin ---------------------------------------------------------------------------------
     def add(self, spec: dict[str, Any]) -> Instance:
@@ -137,6 +142,11 @@ class Fleet:
             now = self._clock()
             self._tokens = {t: min(e, now - 1) for t, e in self._tokens.items()}
             self._expired_static = True
+
+    def token_expired(self, token: str | None) -> bool:
+        """True for a token this emulator issued whose lifetime is over (IAM answers "must be updated")."""
+        with self._lock:
+            return token is not None and token in self._tokens and self._tokens[token] <= self._clock()
 
     def token_valid(self, token: str | None) -> bool:
         """True if ``token`` may call the API now."""

@@ -1,42 +1,27 @@
-"""Where the IAM token comes from: the environment, or a mounted secret file re-read when it changes."""
+"""A fixed IAM token: from the environment, or a mounted file re-read when it changes or after a 401."""
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from pathlib import Path
 
-from function import jsonlog
+import httpx
+
 from function.errors import CredentialsError, SettingsError
 from function.secret import Secret
 
-_REQUEST_TOKEN: ContextVar[Secret | None] = ContextVar("reaper_request_token", default=None)
-
-
-@contextmanager
-def request_token(value: str | None) -> Iterator[None]:
-    """Use ``value`` (a platform-provided token, e.g. X-CFF-Auth-Token) for calls made inside."""
-    marker = _REQUEST_TOKEN.set(Secret(value, scope="request") if value else None)
-    try:
-        with jsonlog.request_secret(value):
-            yield
-    finally:
-        _REQUEST_TOKEN.reset(marker)
-
 
 class TokenSource:
-    """Serves the current token: a per-request token when one is in effect, else env or file.
+    """Serves the configured token (env or file) as ``X-Auth-Token``.
 
     A file source notices rotation by mtime and is re-read on demand (after a 401).
     """
 
-    def __init__(
-        self, token: Secret | None = None, token_file: Path | None = None, *, from_request: bool = False
-    ) -> None:
-        if token is None and token_file is None and not from_request:
+    name = "token"
+
+    def __init__(self, token: Secret | None = None, token_file: Path | None = None) -> None:
+        if token is None and token_file is None:
             raise SettingsError("set CLOUDDC_AUTH_TOKEN or CLOUDDC_AUTH_TOKEN_FILE")
         self._fixed = token
         self._file = token_file
@@ -49,14 +34,14 @@ class TokenSource:
             except CredentialsError as exc:
                 raise SettingsError(str(exc)) from None
 
+    def apply(self, request: httpx.Request) -> None:
+        """Authenticate ``request`` with the token."""
+        request.headers["X-Auth-Token"] = self.current().reveal()
+
     def current(self) -> Secret:
         """The token to send now."""
-        override = _REQUEST_TOKEN.get()
-        if override is not None:
-            return override
         if self._file is None:
-            if self._fixed is None:
-                raise CredentialsError("no token: the request carried no X-CFF-Auth-Token")
+            assert self._fixed is not None
             return self._fixed
         with self._lock:
             if self._cached is None or self._file_mtime() != self._mtime_ns:
@@ -65,8 +50,8 @@ class TokenSource:
             return self._cached
 
     def reload(self) -> Secret:
-        """Re-read the token file (after a 401); a fixed or per-request token is returned as it is."""
-        if self._file is None or _REQUEST_TOKEN.get() is not None:
+        """Re-read the token file (after a 401); a token from the environment is returned as it is."""
+        if self._file is None:
             return self.current()
         with self._lock:
             self._read_locked()
