@@ -96,7 +96,9 @@ def _send(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from function.demo import run_demo
 
-    return run_demo(instances=args.instances, timeout=args.timeout)
+    return run_demo(
+        instances=args.instances, timeout=args.timeout, termination_seconds=args.termination_seconds
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="emulator + delay service + function, end to end")
     demo.add_argument("--instances", type=int, default=10)
     demo.add_argument("--timeout", type=float, default=120.0)
+    demo.add_argument("--termination-seconds", type=float, default=6.0, help="how long a plain delete takes")
     demo.set_defaults(run=_demo)
     return parser
 

@@ -160,7 +160,7 @@ def _refresh_states(emulator_url: str, board: Board) -> None:
             row.state = states[instance_id]
 
 
-def run_demo(instances: int = 10, timeout: float = 120.0) -> int:
+def run_demo(instances: int = 10, timeout: float = 120.0, termination_seconds: float = 6.0) -> int:
     """Run the whole thing; 0 when every instance ended terminated or with an explained failure."""
     tty = sys.stdout.isatty()
     board = Board()
@@ -170,7 +170,7 @@ def run_demo(instances: int = 10, timeout: float = 120.0) -> int:
     ports = {name: free_port() for name in ("emulator", "delay", "function")}
     emulator = Process(
         reaper_command("emulator", "--port", str(ports["emulator"]), "--token", token,
-                       "--termination-seconds", "6", "--retention-seconds", "300"),
+                       "--termination-seconds", str(termination_seconds), "--retention-seconds", "300"),
         ports["emulator"], stderr=subprocess.DEVNULL,
     )  # fmt: skip
     delay = Process(

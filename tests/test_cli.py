@@ -65,7 +65,18 @@ def test_usage_errors() -> None:
 def test_demo_runs_to_its_summary() -> None:
     """`reaper demo` with a few instances ends with every instance terminated or explained, no leftovers."""
     done = subprocess.run(
-        [sys.executable, "-m", "function.cli", "demo", "--instances", "3", "--timeout", "90"],
+        [
+            sys.executable,
+            "-m",
+            "function.cli",
+            "demo",
+            "--instances",
+            "3",
+            "--timeout",
+            "90",
+            "--termination-seconds",
+            "2",
+        ],
         capture_output=True,
         timeout=150,
         check=False,

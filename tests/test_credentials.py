@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from function.credentials import from_settings
 from function.credentials.aksk import sign_request
+from function.credentials.iam import IamTokenSource
 from function.credentials.refreshing import Refreshing
 from function.errors import CredentialsError, SettingsError
 from function.procs import Process, free_port, reaper_command
@@ -309,3 +310,37 @@ def test_functiongraph_temporary_keys_sign_that_requests_calls(
         assert "Include keys" in missing.json()["error"]
     for secret in (key["secret"], key["securitytoken"]):
         assert secret not in fn.log()
+
+
+def test_iam_token_one_refresh_for_32_threads_and_once_more_after_a_401(short_lived: Process) -> None:
+    """32 threads asking at once fetch one token; after the API refuses it (401), exactly one new fetch."""
+    source = IamTokenSource(short_lived.url, "d", "u", Secret(IAM_PASSWORD), PROJECT, timeout=5)
+    url = f"{short_lived.url}/v1/{PROJECT}/instances"
+    with httpx.Client(base_url=short_lived.url, timeout=10) as admin:
+        before = len([c for c in admin.get("/admin/calls").json() if c["call"] == "iam"])
+        seen: list[str] = []
+
+        def call() -> None:
+            request = httpx.Request("GET", url)
+            source.apply(request)
+            seen.append(request.headers["X-Auth-Token"])
+
+        threads = [threading.Thread(target=call) for _ in range(32)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert len(seen) == 32
+        assert len(set(seen)) == 1
+        assert httpx.get(url, headers={"X-Auth-Token": seen[0]}).status_code == 200
+        admin.post("/admin/tokens/expire").raise_for_status()
+        assert httpx.get(url, headers={"X-Auth-Token": seen[0]}).json()["error_code"] == "APIGW.0307"
+        source.reload()
+        request = httpx.Request("GET", url)
+        source.apply(request)
+        with httpx.Client() as client:
+            assert client.send(request).status_code == 200
+        after = len([c for c in admin.get("/admin/calls").json() if c["call"] == "iam"])
+    source.close()
+    assert after - before == 2
+    assert IAM_PASSWORD not in repr(source)

@@ -77,5 +77,9 @@ class IamTokenSource:
             raise CredentialsError("IAM answered without token.expires_at") from None
         return Secret(token, scope="rotating"), expires
 
+    def close(self) -> None:
+        """Release pooled connections."""
+        self._http.close()
+
     def __repr__(self) -> str:
         return "IamTokenSource(***)"

@@ -67,5 +67,9 @@ class MetadataKeys:
         ak, sk, token = (Secret(str(p), scope="rotating") for p in parts)
         return TemporaryKey(ak, sk, token), parse_expiry(credential.get("expires_at"))
 
+    def close(self) -> None:
+        """Release pooled connections."""
+        self._http.close()
+
     def __repr__(self) -> str:
         return "MetadataKeys(***)"
