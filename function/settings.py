@@ -5,9 +5,7 @@ Explicit argument > environment > default. Every problem is reported as one clea
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -16,6 +14,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from function import envvars
 from function.errors import SettingsError
 from function.secret import Secret
 
@@ -111,8 +110,6 @@ MIN_EVENT_KEY_LEN: Final = 16
 _PROJECT_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 CLOUDTASKS_QUEUE: Final = re.compile(r"^projects/[^/]+/locations/[^/]+/queues/[^/]+$")
 CLOUDTASKS_MAX_DELAY: Final = 30 * 24 * 3600.0
-_TRUE: Final = frozenset({"1", "true", "yes", "on"})
-_FALSE: Final = frozenset({"0", "false", "no", "off", ""})
 
 
 @dataclass(frozen=True)
@@ -172,11 +169,11 @@ class Settings:
     metadata_url: str = "http://169.254.169.254"
 
     def __post_init__(self) -> None:
-        _require_url("CLOUDDC_ENDPOINT", self.endpoint)
-        _require_url("REAPER_SELF_URL", self.self_url)
-        _require_url("REAPER_DELAY_SERVICE_URL", self.delay_service_url)
+        envvars.require_url("CLOUDDC_ENDPOINT", self.endpoint)
+        envvars.require_url("REAPER_SELF_URL", self.self_url)
+        envvars.require_url("REAPER_DELAY_SERVICE_URL", self.delay_service_url)
         if self.sink_url is not None:
-            _require_url("K_SINK", self.sink_url)
+            envvars.require_url("K_SINK", self.sink_url)
         self._check_credentials()
         if self.scheduler not in SCHEDULERS:
             raise SettingsError(
@@ -222,14 +219,14 @@ class Settings:
                 f"REAPER_INBOUND_AUTH: unknown method {unknown[0]!r}; expected {', '.join(INBOUND_METHODS)}"
             )
         secret = self.webhook_secret
-        if "webhook" in self.inbound_auth and not (secret and _valid_webhook_secret(secret.reveal())):
+        if "webhook" in self.inbound_auth and not (secret and envvars.valid_webhook_secret(secret.reveal())):
             raise SettingsError(
                 "REAPER_INBOUND_AUTH=webhook needs REAPER_WEBHOOK_SECRET: 'whsec_' + base64 of 24 to 64 bytes"
             )
         if "qstash" in self.inbound_auth and self.qstash_current_signing_key is None:
             raise SettingsError("REAPER_INBOUND_AUTH=qstash needs QSTASH_CURRENT_SIGNING_KEY")
         if "oidc" in self.inbound_auth:
-            _require_url("REAPER_OIDC_JWKS_URL", self.oidc_jwks_url)
+            envvars.require_url("REAPER_OIDC_JWKS_URL", self.oidc_jwks_url)
             if not self.oidc_allowed_emails:
                 raise SettingsError(
                     "REAPER_INBOUND_AUTH=oidc needs REAPER_OIDC_ALLOWED_EMAILS (service accounts)"
@@ -261,11 +258,11 @@ class Settings:
                 if not value:
                     raise SettingsError(f"the IAM password source needs {name}")
             assert self.iam_endpoint is not None
-            _require_url("CLOUDDC_IAM_ENDPOINT", self.iam_endpoint)
+            envvars.require_url("CLOUDDC_IAM_ENDPOINT", self.iam_endpoint)
         if (self.sdk_ak is None) != (self.sdk_sk is None):
             raise SettingsError("set both HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK")
         if self.credentials_from_metadata:
-            _require_url("REAPER_METADATA_URL", self.metadata_url)
+            envvars.require_url("REAPER_METADATA_URL", self.metadata_url)
 
     def _check_transport(self) -> None:
         if self.scheduler == "cloudtasks":
@@ -277,11 +274,11 @@ class Settings:
                 raise SettingsError("REAPER_CLOUDTASKS_SERVICE_ACCOUNT is required (the OIDC identity)")
             if self.deadline > CLOUDTASKS_MAX_DELAY:
                 raise SettingsError("REAPER_DEADLINE exceeds Cloud Tasks' 30-day scheduling limit")
-            _require_url("REAPER_CLOUDTASKS_API", self.cloudtasks_api)
+            envvars.require_url("REAPER_CLOUDTASKS_API", self.cloudtasks_api)
         if self.scheduler == "qstash":
             if self.qstash_token is None:
                 raise SettingsError("QSTASH_TOKEN is required for REAPER_SCHEDULER=qstash")
-            _require_url("QSTASH_URL", self.qstash_url)
+            envvars.require_url("QSTASH_URL", self.qstash_url)
         if self.scheduler == "rabbitmq":
             if urlsplit(self.rabbitmq_url.reveal()).scheme not in ("amqp", "amqps"):
                 raise SettingsError("REAPER_RABBITMQ_URL must be an amqp:// or amqps:// URL")
@@ -308,11 +305,11 @@ class Settings:
         for name, value in view.items():
             if isinstance(value, Secret):
                 view[name] = "***"
-        view["rabbitmq_url"] = _mask_password(self.rabbitmq_url.reveal())
+        view["rabbitmq_url"] = envvars.mask_password(self.rabbitmq_url.reveal())
         for name in ("endpoint", "self_url", "delay_service_url", "sink_url", "cloudtasks_api", "qstash_url",
                      "oidc_jwks_url", "iam_endpoint", "metadata_url"):  # fmt: skip
             if isinstance(view[name], str):
-                view[name] = _mask_password(view[name])
+                view[name] = envvars.mask_password(view[name])
         view["auth_token_file"] = str(self.auth_token_file) if self.auth_token_file else None
         view["allowed_projects"] = sorted(self.allowed_projects) if self.allowed_projects is not None else "*"
         view["oidc_allowed_emails"] = sorted(self.oidc_allowed_emails)
@@ -323,7 +320,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build and validate settings from ``environ`` (default ``os.environ``); kwargs win."""
         env = os.environ if environ is None else environ
-        port = _integer(env, "PORT", 8080)
+        port = envvars.integer(env, "PORT", 8080)
         token = env.get("CLOUDDC_AUTH_TOKEN") or None
         token_file = env.get("CLOUDDC_AUTH_TOKEN_FILE") or None
         values: dict[str, Any] = {
@@ -335,13 +332,13 @@ class Settings:
             "self_url": env.get("REAPER_SELF_URL") or f"http://127.0.0.1:{port}/",
             "delay_service_url": env.get("REAPER_DELAY_SERVICE_URL", "http://127.0.0.1:8089"),
             "sink_url": env.get("K_SINK") or None,
-            "check_delay": _seconds(env, "REAPER_CHECK_DELAY", 15.0),
-            "check_max_delay": _seconds(env, "REAPER_CHECK_MAX_DELAY", 300.0),
-            "deadline": _seconds(env, "REAPER_DEADLINE", 7200.0),
-            "dry_run": _boolean(env, "REAPER_DRY_RUN", default=False),
-            "http_timeout": _seconds(env, "REAPER_HTTP_TIMEOUT", 10.0),
-            "max_retries": _integer(env, "REAPER_MAX_RETRIES", 8),
-            "max_body_bytes": _integer(env, "REAPER_MAX_BODY_BYTES", 1024 * 1024),
+            "check_delay": envvars.seconds(env, "REAPER_CHECK_DELAY", 15.0),
+            "check_max_delay": envvars.seconds(env, "REAPER_CHECK_MAX_DELAY", 300.0),
+            "deadline": envvars.seconds(env, "REAPER_DEADLINE", 7200.0),
+            "dry_run": envvars.boolean(env, "REAPER_DRY_RUN", default=False),
+            "http_timeout": envvars.seconds(env, "REAPER_HTTP_TIMEOUT", 10.0),
+            "max_retries": envvars.integer(env, "REAPER_MAX_RETRIES", 8),
+            "max_body_bytes": envvars.integer(env, "REAPER_MAX_BODY_BYTES", 1024 * 1024),
             "event_source": env.get("REAPER_EVENT_SOURCE", "/reaper"),
             "log_level": env.get("REAPER_LOG_LEVEL", "INFO").upper(),
             "cloudtasks_queue": env.get("REAPER_CLOUDTASKS_QUEUE") or None,
@@ -350,31 +347,31 @@ class Settings:
             "cloudtasks_api": env.get("REAPER_CLOUDTASKS_API") or "https://cloudtasks.googleapis.com",
             "metadata_host": env.get("GCE_METADATA_HOST") or "metadata.google.internal",
             "qstash_url": env.get("QSTASH_URL") or "https://qstash.upstash.io",
-            "qstash_token": _secret(env, "QSTASH_TOKEN"),
-            "qstash_current_signing_key": _secret(env, "QSTASH_CURRENT_SIGNING_KEY"),
-            "qstash_next_signing_key": _secret(env, "QSTASH_NEXT_SIGNING_KEY"),
+            "qstash_token": envvars.secret(env, "QSTASH_TOKEN"),
+            "qstash_current_signing_key": envvars.secret(env, "QSTASH_CURRENT_SIGNING_KEY"),
+            "qstash_next_signing_key": envvars.secret(env, "QSTASH_NEXT_SIGNING_KEY"),
             "rabbitmq_url": Secret(env.get("REAPER_RABBITMQ_URL") or "amqp://guest:guest@127.0.0.1:5672/"),
             "rabbitmq_queue": env.get("REAPER_RABBITMQ_QUEUE", "reaper.events"),
             "expiry_key": env.get("REAPER_EXPIRY_KEY") or "reaper-expires-at",
-            "webhook_secret": _secret(env, "REAPER_WEBHOOK_SECRET"),
-            "token_from_request": _boolean(env, "REAPER_TOKEN_FROM_REQUEST", default=False),
-            "allowed_projects": _projects(env.get("REAPER_ALLOWED_PROJECTS", "")),
+            "webhook_secret": envvars.secret(env, "REAPER_WEBHOOK_SECRET"),
+            "token_from_request": envvars.boolean(env, "REAPER_TOKEN_FROM_REQUEST", default=False),
+            "allowed_projects": envvars.projects(env.get("REAPER_ALLOWED_PROJECTS", "")),
             "protect_key": env.get("REAPER_PROTECT_KEY") or "reaper-protected",
-            "event_key": _secret_or_file(env, "REAPER_EVENT_KEY"),
-            "event_key_previous": _secret(env, "REAPER_EVENT_KEY_PREVIOUS"),
-            "inbound_auth": _names(env.get("REAPER_INBOUND_AUTH", "")),
+            "event_key": envvars.secret_or_file(env, "REAPER_EVENT_KEY"),
+            "event_key_previous": envvars.secret(env, "REAPER_EVENT_KEY_PREVIOUS"),
+            "inbound_auth": envvars.names(env.get("REAPER_INBOUND_AUTH", "")),
             "oidc_jwks_url": env.get("REAPER_OIDC_JWKS_URL") or GOOGLE_JWKS_URL,
             "oidc_audience": env.get("REAPER_OIDC_AUDIENCE") or None,
-            "oidc_allowed_emails": frozenset(_names(env.get("REAPER_OIDC_ALLOWED_EMAILS", ""))),
-            "max_messages_per_request": _integer(env, "REAPER_MAX_MESSAGES_PER_REQUEST", 100),
+            "oidc_allowed_emails": frozenset(envvars.names(env.get("REAPER_OIDC_ALLOWED_EMAILS", ""))),
+            "max_messages_per_request": envvars.integer(env, "REAPER_MAX_MESSAGES_PER_REQUEST", 100),
             "iam_endpoint": env.get("CLOUDDC_IAM_ENDPOINT") or None,
             "iam_domain": env.get("CLOUDDC_IAM_DOMAIN") or None,
             "iam_user": env.get("CLOUDDC_IAM_USER") or None,
-            "iam_password": _secret_or_file(env, "CLOUDDC_IAM_PASSWORD"),
-            "sdk_ak": _secret(env, "HUAWEICLOUD_SDK_AK"),
-            "sdk_sk": _secret(env, "HUAWEICLOUD_SDK_SK"),
-            "sdk_security_token": _secret(env, "HUAWEICLOUD_SDK_SECURITY_TOKEN"),
-            "credentials_from_metadata": _boolean(
+            "iam_password": envvars.secret_or_file(env, "CLOUDDC_IAM_PASSWORD"),
+            "sdk_ak": envvars.secret(env, "HUAWEICLOUD_SDK_AK"),
+            "sdk_sk": envvars.secret(env, "HUAWEICLOUD_SDK_SK"),
+            "sdk_security_token": envvars.secret(env, "HUAWEICLOUD_SDK_SECURITY_TOKEN"),
+            "credentials_from_metadata": envvars.boolean(
                 env, "HUAWEICLOUD_CREDENTIALS_FROM_METADATA", default=False
             ),
             "metadata_url": env.get("REAPER_METADATA_URL") or "http://169.254.169.254",
@@ -383,103 +380,3 @@ class Settings:
             raise SettingsError("CLOUDDC_ENDPOINT is required (base URL of the CloudDC API)")
         values.update(overrides)
         return cls(**values)
-
-
-def _secret(env: Mapping[str, str], name: str) -> Secret | None:
-    value = env.get(name)
-    return Secret(value) if value else None
-
-
-def _secret_or_file(env: Mapping[str, str], name: str) -> Secret | None:
-    """``NAME`` from the environment, else the content of the file named by ``NAME_FILE``."""
-    value = env.get(name)
-    if value:
-        return Secret(value)
-    path = env.get(f"{name}_FILE")
-    if not path:
-        return None
-    try:
-        text = Path(path).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        # The path itself is no secret, but it is an operator's to see, not a caller's.
-        raise SettingsError(f"{name}_FILE cannot be read") from None
-    if not text:
-        raise SettingsError(f"{name}_FILE is empty")
-    return Secret(text)
-
-
-def _names(raw: str) -> tuple[str, ...]:
-    """A comma-separated list, trimmed, lower-cased, without empty items or repeats."""
-    return tuple(dict.fromkeys(n.strip().lower() for n in raw.split(",") if n.strip()))
-
-
-def _projects(raw: str) -> frozenset[str] | None:
-    """REAPER_ALLOWED_PROJECTS: '*' is every project (None); empty defers to CLOUDDC_PROJECT_ID."""
-    items = [p.strip() for p in raw.split(",") if p.strip()]
-    if items == ["*"]:
-        return None
-    if "*" in items:
-        raise SettingsError("REAPER_ALLOWED_PROJECTS: '*' stands alone (every project) or not at all")
-    return frozenset(items)
-
-
-def _valid_webhook_secret(value: str) -> bool:
-    if not value.startswith("whsec_"):
-        return False
-    try:
-        key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
-    except ValueError:
-        return False
-    return 24 <= len(key) <= 64
-
-
-def _mask_password(url: str) -> str:
-    """The URL with any userinfo (``user:password@``) masked: a password may hide in either part."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
-
-
-def _require_url(name: str, value: str) -> None:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise SettingsError(f"{name}={value!r}: expected an http(s) URL")
-
-
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r}: expected a number of seconds") from None
-    if not math.isfinite(value) or value <= 0:
-        raise SettingsError(f"{name}={raw!r}: expected a positive number of seconds")
-    return value
-
-
-def _integer(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r}: expected a whole number") from None
-    if value <= 0:
-        raise SettingsError(f"{name}={raw!r}: expected a positive whole number")
-    return value
-
-
-def _boolean(env: Mapping[str, str], name: str, *, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None:
-        return default
-    lowered = raw.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise SettingsError(f"{name}={raw!r}: expected true or false")

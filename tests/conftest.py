@@ -145,7 +145,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     port = free_port()
     log = (tmp_path_factory.mktemp("emulator") / "emulator.log").open("wb")
     process = Process(
-        reaper_command("emulator", "--port", str(port), "--token", TOKEN, "--termination-seconds", "1.5"),
+        reaper_command("emulator", "--port", str(port), "--token", TOKEN, "--termination-seconds", "0.5"),
         port,
         stderr=log,
     ).start()
