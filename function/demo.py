@@ -40,7 +40,7 @@ SCENARIOS: Final[list[tuple[str, dict[str, Any]]]] = [
     ("delete fails", {"outcome": "fail"}),
     ("plain", {"termination_seconds": 3}),
     ("429 without Retry-After", {"faults": {"delete": [{"status": 429}]}}),
-    ("already gone (404)", {"absent": True}),
+    ("already gone (not listed)", {"absent": True}),
     ("protected (metadata)", {"metadata": {"reaper-protected": "true"}}),
 ]
 

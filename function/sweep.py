@@ -92,7 +92,7 @@ def on_batch_read(
 ) -> BatchStep:
     """Decide per instance after the read before a batch-delete: ``delete`` is what the gate cleared."""
     if answer.status != 200:
-        return _failed_read("batch-delete", job, answer, now, policy, rand)
+        return _failed_call("batch-delete", job, answer, now, policy, rand)
     results, delete, waiting = _sort(job, records, now, policy, may_delete=True)
     if not delete and not waiting:
         return BatchStep(results=tuple(results))
@@ -114,10 +114,7 @@ def on_batch_delete(
     if answer.status == 400:
         # Like the single DELETE: read the states before judging (some may already be going).
         return BatchStep(action="batch-check", job=dataclasses.replace(job, deleted_at=job.deleted_at or now))
-    if answer.transient:
-        return _retry("batch-delete", job, answer, now, policy, rand)
-    reason = "unauthorized" if answer.status == 401 else "rejected"
-    return _fail_all(job, reason, answer, now)
+    return _failed_call("batch-delete", job, answer, now, policy, rand)
 
 
 def on_batch_list(
@@ -130,7 +127,7 @@ def on_batch_list(
 ) -> BatchStep:
     """Decide per instance after reading the batch through ListInstances (a check after the delete)."""
     if answer.status != 200:
-        return _failed_read("batch-check", job, answer, now, policy, rand)
+        return _failed_call("batch-check", job, answer, now, policy, rand)
     may_delete = job.redeletes < policy.max_redeletes
     results, delete, waiting = _sort(job, records, now, policy, may_delete=may_delete)
     checked = dataclasses.replace(job, checks=job.checks + 1, failures=0)
@@ -176,7 +173,7 @@ def _sort(
     return results, delete, waiting
 
 
-def _failed_read(
+def _failed_call(
     action: BatchAction,
     job: BatchJob,
     answer: core.ApiAnswer,
