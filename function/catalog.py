@@ -111,6 +111,7 @@ def job_to_data(job: Job) -> dict[str, Any]:
         "failures": job.failures,
         "redeletes": job.redeletes,
         "expired_at": _time_or_none(job.expired_at),
+        "throttles": job.throttles,
     }
 
 
@@ -128,6 +129,7 @@ def job_from_data(data: dict[str, Any]) -> Job:
         failures=data["failures"],
         redeletes=data["redeletes"],
         expired_at=_parse_or_none(data.get("expired_at")),
+        throttles=data.get("throttles", 0),
     )
 
 
@@ -143,6 +145,7 @@ def batch_to_data(job: BatchJob) -> dict[str, Any]:
         "checks": job.checks,
         "failures": job.failures,
         "redeletes": job.redeletes,
+        "throttles": job.throttles,
     }
 
 
@@ -158,6 +161,7 @@ def batch_from_data(data: dict[str, Any]) -> BatchJob:
         checks=data["checks"],
         failures=data["failures"],
         redeletes=data["redeletes"],
+        throttles=data.get("throttles", 0),
     )
 
 

@@ -70,6 +70,7 @@ class Job:
     failures: int = 0
     redeletes: int = 0
     expired_at: float | None = None
+    throttles: int = 0
 
     @classmethod
     def new(
@@ -86,7 +87,10 @@ class Job:
 
     def step_key(self, action: Action) -> str:
         """A label unique along one job's chain: duplicates of a step get the same label."""
-        return f"{action}-d{self.delete_attempts}-c{self.checks}-f{self.failures}-r{self.redeletes}"
+        counters = (
+            f"d{self.delete_attempts}-c{self.checks}-f{self.failures}-r{self.redeletes}-t{self.throttles}"
+        )
+        return f"{action}-{counters}"
 
 
 @dataclass(frozen=True)
@@ -278,6 +282,7 @@ def on_delete_answer(
             attempted,
             deleted_at=job.deleted_at if job.deleted_at is not None else now,
             failures=0,
+            throttles=0,
         )
         return _schedule_check(accepted, now, policy, rand, "delete accepted")
     if answer.status == 404:
@@ -319,7 +324,7 @@ def _on_state(
     job: Job, answer: ApiAnswer, now: float, policy: Policy, rand: Rand, rejected: ApiAnswer | None
 ) -> Decision:
     state = normalise_state(answer.state)
-    checked = dataclasses.replace(job, checks=job.checks + 1, failures=0)
+    checked = dataclasses.replace(job, checks=job.checks + 1, failures=0, throttles=0)
     if state == TERMINATED:
         return Finish(checked, Result("terminated", at=now, state=state))
     if state in FAILED_STATES:
@@ -349,15 +354,20 @@ def _schedule_check(job: Job, now: float, policy: Policy, rand: Rand, why: str) 
 
 
 def _retry(action: Action, job: Job, answer: ApiAnswer, now: float, policy: Policy, rand: Rand) -> Decision:
-    failures = job.failures + 1
-    failed = dataclasses.replace(job, failures=failures)
-    if failures > policy.max_retries:
-        return Finish(failed, failure("retries-exhausted", answer, now))
+    if answer.status == 429:
+        # Throttling says "slow down", not "failed": bounded by the deadline, never by REAPER_MAX_RETRIES.
+        retried = dataclasses.replace(job, throttles=job.throttles + 1)
+        count = retried.throttles
+    else:
+        retried = dataclasses.replace(job, failures=job.failures + 1)
+        count = retried.failures
+        if count > policy.max_retries:
+            return Finish(retried, failure("retries-exhausted", answer, now))
     if now >= job.deadline_at:
-        return Finish(failed, failure("deadline-exceeded", answer, now))
-    delay = retry_delay(answer, failures, policy, rand)
+        return Finish(retried, failure("deadline-exceeded", answer, now))
+    delay = retry_delay(answer, count, policy, rand)
     why = f"retry after {answer.status or answer.failure}"
-    return Schedule(action, failed, _clamp(delay, job, now, policy), why)
+    return Schedule(action, retried, _clamp(delay, job, now, policy), why)
 
 
 def _clamp(delay: float, job: Job, now: float, policy: Policy) -> float:

@@ -56,10 +56,12 @@ class BatchJob:
     checks: int = 0
     failures: int = 0
     redeletes: int = 0
+    throttles: int = 0
 
     def step_key(self, action: BatchAction) -> str:
         """A label unique along one batch's chain."""
-        return f"{action}-c{self.checks}-f{self.failures}-r{self.redeletes}-n{len(self.instance_ids)}"
+        counters = f"c{self.checks}-f{self.failures}-r{self.redeletes}-t{self.throttles}"
+        return f"{action}-{counters}-n{len(self.instance_ids)}"
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ def on_batch_delete(
 ) -> BatchStep:
     """Decide what follows a batch-delete answer (202 accepted, else retry or give up)."""
     if answer.status in (200, 202, 204):
-        accepted = dataclasses.replace(job, deleted_at=job.deleted_at or now, failures=0)
+        accepted = dataclasses.replace(job, deleted_at=job.deleted_at or now, failures=0, throttles=0)
         return _next_check(accepted, now, policy, rand)
     if answer.status == 400:
         # Like the single DELETE: read the states before judging (some may already be going).
@@ -130,7 +132,7 @@ def on_batch_list(
         return _failed_call("batch-check", job, answer, now, policy, rand)
     may_delete = job.redeletes < policy.max_redeletes
     results, delete, waiting = _sort(job, records, now, policy, may_delete=may_delete)
-    checked = dataclasses.replace(job, checks=job.checks + 1, failures=0)
+    checked = dataclasses.replace(job, checks=job.checks + 1, failures=0, throttles=0)
     remaining = tuple(waiting + delete)
     if not remaining:
         return BatchStep(results=tuple(results))
@@ -200,14 +202,19 @@ def _retry(
     policy: core.Policy,
     rand: core.Rand,
 ) -> BatchStep:
-    failures = job.failures + 1
-    if failures > policy.max_retries:
-        return _fail_all(job, "retries-exhausted", answer, now)
+    if answer.status == 429:
+        # As for single instances: throttling is bounded by the deadline, not by REAPER_MAX_RETRIES.
+        retried = dataclasses.replace(job, throttles=job.throttles + 1)
+        count = retried.throttles
+    else:
+        retried = dataclasses.replace(job, failures=job.failures + 1)
+        count = retried.failures
+        if count > policy.max_retries:
+            return _fail_all(job, "retries-exhausted", answer, now)
     if now >= job.deadline_at:
         return _fail_all(job, "deadline-exceeded", answer, now)
-    delay = core.retry_delay(answer, failures, policy, rand)
-    failed = dataclasses.replace(job, failures=failures)
-    return BatchStep(action=action, job=failed, delay=_clamp(delay, job, now, policy))
+    delay = core.retry_delay(answer, count, policy, rand)
+    return BatchStep(action=action, job=retried, delay=_clamp(delay, job, now, policy))
 
 
 def _clamp(delay: float, job: BatchJob, now: float, policy: core.Policy) -> float:

@@ -116,7 +116,7 @@ def test_throttled_delete_honours_retry_after() -> None:
     decision = after_delete(ApiAnswer(429, error_code="APIG.0308", retry_after=2.0))
     assert isinstance(decision, Schedule)
     assert (decision.action, decision.delay) == ("delete", 2.0)
-    assert decision.job.failures == 1
+    assert (decision.job.throttles, decision.job.failures) == (1, 0)
 
 
 def test_throttled_delete_without_retry_after_backs_off_2_to_5_s() -> None:
@@ -261,9 +261,26 @@ def test_status_failures_retry_then_exhaust() -> None:
         assert isinstance(decision, Schedule)
         assert decision.action == "status"
         current = decision.job
-    final = after_status(ApiAnswer(429, retry_after=1), current)
+    final = after_status(ApiAnswer(503), current)
     assert isinstance(final, Finish)
     assert final.result.reason == "retries-exhausted"
+
+
+def test_throttling_is_bounded_by_the_deadline_not_by_max_retries() -> None:
+    """Any number of 429s keeps retrying (each with its own step key) until the deadline; failures stay 0."""
+    current, now, keys = job(), NOW, set()
+    for _ in range(POLICY.max_retries * 5):
+        decision = after_delete(ApiAnswer(429, retry_after=1.0), current, now=now)
+        assert isinstance(decision, Schedule)
+        assert decision.job.failures == 0
+        keys.add(decision.job.step_key("delete"))
+        current, now = decision.job, now + decision.delay
+    assert len(keys) == POLICY.max_retries * 5  # no two retries share a dedup key
+    late = after_delete(ApiAnswer(429, retry_after=1.0), current, now=NOW + POLICY.deadline)
+    assert isinstance(late, Finish)
+    assert late.result.reason == "deadline-exceeded"
+    # A 5xx after a throttle storm still has the whole REAPER_MAX_RETRIES budget.
+    assert isinstance(after_delete(ApiAnswer(500), current, now=now), Schedule)
 
 
 def test_other_client_errors_are_rejected() -> None:

@@ -188,3 +188,17 @@ def test_status_spellings_and_rejected_delete_on_shutting_down(
     calls = [(c["call"], c["status"]) for c in emulator.calls(instance)]
     assert calls[:2] == [("delete", 204), ("status", 200)]  # someone else's DELETE, then reaper's check
     assert [c for c, _ in calls].count("delete") == 1
+
+
+def test_a_throttle_storm_longer_than_the_retry_budget_still_ends_terminated(
+    emulator: Emulator, function_factory: FunctionFactory, sink: Sink
+) -> None:
+    """Five 429s (Retry-After: 1) with REAPER_MAX_RETRIES=2: throttling slows reaper down, never stops it."""
+    fn = function_factory(REAPER_MAX_RETRIES="2")
+    storm = [{"status": 429, "retry_after": 1}] * 5
+    instance = emulator.add(new_id(), faults={"delete": storm})
+    assert fn.send(expired(instance)).status_code == 200
+    result = sink.result(instance, timeout=30)
+    assert result["type"] == "instance-terminated", result["data"]
+    deletes = [c["status"] for c in emulator.calls(instance) if c["call"] == "delete"]
+    assert deletes == [429] * 5 + [204]
