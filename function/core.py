@@ -19,7 +19,7 @@ import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, Protocol, TypeVar
 
 from function import gate
 from function.gate import DELETABLE_STATES, FAILED_STATES, SHUTTING_DOWN, TERMINATED, normalise_state
@@ -239,7 +239,7 @@ def on_read_answer(
                     job, failure("deadline-exceeded", ApiAnswer(200, state=state), now, state=state)
                 )
             waited = dataclasses.replace(job, checks=job.checks + 1)
-            delay = _clamp(check_delay(job.checks, policy, rand), job, now, policy)
+            delay = clamp(check_delay(job.checks, policy, rand), job, now, policy)
             return Schedule("delete", waited, delay, f"state {state}: not deletable yet")
         case _:
             return Finish(job, Result("skipped", verdict, at=now, state=state))
@@ -350,27 +350,50 @@ def _on_state(
 
 def _schedule_check(job: Job, now: float, policy: Policy, rand: Rand, why: str) -> Decision:
     delay = check_delay(job.checks, policy, rand)
-    return Schedule("status", job, _clamp(delay, job, now, policy), why)
+    return Schedule("status", job, clamp(delay, job, now, policy), why)
+
+
+class Retryable(Protocol):
+    """What ``plan_retry`` needs of a job (``Job`` and ``sweep.BatchJob`` both have it)."""
+
+    @property
+    def failures(self) -> int: ...
+    @property
+    def throttles(self) -> int: ...
+    @property
+    def deadline_at(self) -> float: ...
+
+
+R = TypeVar("R", bound=Retryable)
+
+
+def plan_retry(job: R, answer: ApiAnswer, now: float, policy: Policy, rand: Rand) -> tuple[R, float | str]:
+    """The job with this transient answer counted, and the delay before trying again — or why to give up.
+
+    Throttling (429) says "slow down", not "failed": it is bounded by the deadline alone, never by
+    REAPER_MAX_RETRIES, and has its own counter so every retry keeps a step key of its own.
+    """
+    if answer.status == 429:
+        retried = dataclasses.replace(job, throttles=job.throttles + 1)  # type: ignore[type-var]
+        count = retried.throttles
+    else:
+        retried = dataclasses.replace(job, failures=job.failures + 1)  # type: ignore[type-var]
+        count = retried.failures
+        if count > policy.max_retries:
+            return retried, "retries-exhausted"
+    if now >= job.deadline_at:
+        return retried, "deadline-exceeded"
+    return retried, clamp(retry_delay(answer, count, policy, rand), job, now, policy)
 
 
 def _retry(action: Action, job: Job, answer: ApiAnswer, now: float, policy: Policy, rand: Rand) -> Decision:
-    if answer.status == 429:
-        # Throttling says "slow down", not "failed": bounded by the deadline, never by REAPER_MAX_RETRIES.
-        retried = dataclasses.replace(job, throttles=job.throttles + 1)
-        count = retried.throttles
-    else:
-        retried = dataclasses.replace(job, failures=job.failures + 1)
-        count = retried.failures
-        if count > policy.max_retries:
-            return Finish(retried, failure("retries-exhausted", answer, now))
-    if now >= job.deadline_at:
-        return Finish(retried, failure("deadline-exceeded", answer, now))
-    delay = retry_delay(answer, count, policy, rand)
-    why = f"retry after {answer.status or answer.failure}"
-    return Schedule(action, retried, _clamp(delay, job, now, policy), why)
+    retried, plan = plan_retry(job, answer, now, policy, rand)
+    if isinstance(plan, str):
+        return Finish(retried, failure(plan, answer, now))
+    return Schedule(action, retried, plan, f"retry after {answer.status or answer.failure}")
 
 
-def _clamp(delay: float, job: Job, now: float, policy: Policy) -> float:
+def clamp(delay: float, job: Retryable, now: float, policy: Policy) -> float:
     """Never schedule past the deadline by more than the minimum delay: the last step decides."""
     return max(policy.min_delay, min(delay, job.deadline_at - now))
 

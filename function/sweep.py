@@ -191,7 +191,7 @@ def _failed_call(
 
 def _next_check(job: BatchJob, now: float, policy: core.Policy, rand: core.Rand) -> BatchStep:
     delay = core.check_delay(job.checks, policy, rand)
-    return BatchStep(action="batch-check", job=job, delay=_clamp(delay, job, now, policy))
+    return BatchStep(action="batch-check", job=job, delay=core.clamp(delay, job, now, policy))
 
 
 def _retry(
@@ -202,23 +202,10 @@ def _retry(
     policy: core.Policy,
     rand: core.Rand,
 ) -> BatchStep:
-    if answer.status == 429:
-        # As for single instances: throttling is bounded by the deadline, not by REAPER_MAX_RETRIES.
-        retried = dataclasses.replace(job, throttles=job.throttles + 1)
-        count = retried.throttles
-    else:
-        retried = dataclasses.replace(job, failures=job.failures + 1)
-        count = retried.failures
-        if count > policy.max_retries:
-            return _fail_all(job, "retries-exhausted", answer, now)
-    if now >= job.deadline_at:
-        return _fail_all(job, "deadline-exceeded", answer, now)
-    delay = core.retry_delay(answer, count, policy, rand)
-    return BatchStep(action=action, job=retried, delay=_clamp(delay, job, now, policy))
-
-
-def _clamp(delay: float, job: BatchJob, now: float, policy: core.Policy) -> float:
-    return max(policy.min_delay, min(delay, job.deadline_at - now))
+    retried, plan = core.plan_retry(job, answer, now, policy, rand)
+    if isinstance(plan, str):
+        return _fail_all(job, plan, answer, now)
+    return BatchStep(action=action, job=retried, delay=plan)
 
 
 def _fail_all(job: BatchJob, reason: str, answer: core.ApiAnswer, now: float) -> BatchStep:

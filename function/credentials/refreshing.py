@@ -38,7 +38,6 @@ class Refreshing(Generic[T]):
         self._refreshing = False
         self._backoff = 0.0
         self._retry_at = 0.0
-        self.fetches = 0
 
     def get(self) -> T:
         """The current value, refreshed first if it is due and nobody else is refreshing it."""
@@ -86,6 +85,5 @@ class Refreshing(Generic[T]):
             self._value, self._expires = value, expires
             self._refresh_at = expires - min(_MAX_MARGIN, lifetime * _MARGIN_FRACTION)
             self._refreshing, self._backoff, self._retry_at = False, 0.0, 0.0
-            self.fetches += 1
             self._cond.notify_all()
             return value
