@@ -30,6 +30,8 @@ from function.settings import Settings
 
 _LOG = logging.getLogger("reaper.http")
 _STRUCTURED: Final = "application/cloudevents+json"
+PUBSUB_PUBLISHED: Final = "google.cloud.pubsub.topic.v1.messagePublished"
+QSTASH_NON_RETRYABLE: Final = 489
 _ENTERED = "reaper_entered"
 _CALLER = "reaper_caller"
 # Only JSON is read (design §7): a browser can POST text/plain cross-site, and nothing else is ours.
@@ -80,11 +82,23 @@ def _caller() -> Caller:
     return cast(Caller, caller)
 
 
+def _final_for_qstash(response: flask.Response) -> flask.Response:
+    """QStash retries every non-2xx but 489 + ``Upstash-NonRetryable-Error``: say a refusal is final.
+
+    The JSON body keeps the real status; QStash moves the message to its dead-letter queue.
+    """
+    if 400 <= response.status_code < 500 and "Upstash-Signature" in flask.request.headers:
+        response.status_code = QSTASH_NON_RETRYABLE
+        response.headers["Upstash-NonRetryable-Error"] = "true"
+    return response
+
+
 if flask.has_app_context():
     # functions-framework loads this module inside its app's context: configure that app.
     _app = flask.current_app
     _app.wsgi_app = BodyLimit(_app.wsgi_app, REAPER.settings.max_body_bytes)  # type: ignore[method-assign]
     _app.before_request(_check_shape)
+    _app.after_request(_final_for_qstash)
 
 
 def _json_error(status: int, message: str) -> flask.Response:
@@ -97,10 +111,15 @@ def _json_error(status: int, message: str) -> flask.Response:
 def handle(event: CloudEvent) -> None:
     """CloudEvent target: the framework parsed the event; reap and let the status code speak."""
     flask.g.setdefault(_ENTERED, True)
-    # The framework parsed leniently (last duplicate key wins, a missing id invented): re-check strictly.
-    inbound.check_request(dict(flask.request.headers.items()), flask.request.get_data(cache=True))
+    headers, body = dict(flask.request.headers.items()), flask.request.get_data(cache=True)
+    if event["type"] == PUBSUB_PUBLISHED:
+        inbound_event = envelopes.pubsub_delivery(headers, body)
+    else:
+        # The framework parsed leniently (last duplicate key wins, a missing id invented): re-check strictly.
+        inbound.check_request(headers, body)
+        inbound_event = inbound.from_cloudevent(event)
     with _platform_token():
-        REAPER.handle(inbound.from_cloudevent(event), _caller())
+        REAPER.handle(inbound_event, _caller())
 
 
 @functions_framework.http

@@ -21,7 +21,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
 from function import outbound
-from function.schedulers.rabbitmq import ATTEMPTS, DUE_AT, connect, declare_topology, publish
+from function.schedulers.rabbitmq import ATTEMPTS, DUE_AT, STRUCTURED, connect, declare_topology, publish
 from function.secret import Secret
 
 _LOG = logging.getLogger("reaper.relay")
@@ -35,7 +35,10 @@ def retry_delay(attempts: int) -> float:
 
 
 def http_headers(headers: dict[str, Any], content_type: str | None) -> dict[str, str]:
-    """The binary CloudEvent HTTP headers for an AMQP message (``ce-`` headers pass through)."""
+    """The HTTP headers for an AMQP message: a structured event as it is, a binary one's ``ce-`` headers."""
+    if content_type == STRUCTURED:
+        return {"Content-Type": STRUCTURED}
+    # Binary mode: messages published before the transport went structured, or by other producers.
     out = {name: str(value) for name, value in headers.items() if name.startswith("ce-")}
     out["Content-Type"] = content_type or "application/json"
     return out
@@ -109,7 +112,7 @@ class Relay:
             status = None
             _LOG.warning("function unreachable", extra={"error": type(exc).__name__})
         latency_ms = round((time.perf_counter() - started) * 1000, 2)
-        event_id = headers.get("ce-id")
+        event_id = properties.message_id or headers.get("ce-id")
         if status is not None and 200 <= status < 300:
             channel.basic_ack(tag)
             _LOG.info(
@@ -139,7 +142,16 @@ class Relay:
     ) -> None:
         headers = {k: v for k, v in headers.items() if k != "x-death"}
         try:
-            publish(channel, self._queue, headers, body, delay, message_id=properties.message_id)
+            publish(
+                channel,
+                self._queue,
+                headers,
+                body,
+                delay,
+                message_id=properties.message_id,
+                content_type=properties.content_type or "application/json",
+                event_type=properties.type,
+            )
         except pika.exceptions.AMQPChannelError:
             channel.basic_nack(tag, requeue=True)
             return

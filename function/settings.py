@@ -51,6 +51,7 @@ VARIABLES: Final = frozenset(
         "QSTASH_NEXT_SIGNING_KEY",
         "REAPER_RABBITMQ_URL",
         "REAPER_RABBITMQ_QUEUE",
+        "REAPER_RABBITMQ_DECLARE_QUEUE",
         "REAPER_EXPIRY_KEY",
         "REAPER_WEBHOOK_SECRET",
         "REAPER_TOKEN_FROM_REQUEST",
@@ -144,6 +145,7 @@ class Settings:
     qstash_next_signing_key: Secret | None = dataclasses.field(default=None, repr=False)
     rabbitmq_url: Secret = dataclasses.field(default=Secret("amqp://guest:guest@127.0.0.1:5672/"), repr=False)
     rabbitmq_queue: str = "reaper.events"
+    rabbitmq_declare_queue: bool = True
     expiry_key: str = "reaper-expires-at"
     webhook_secret: Secret | None = dataclasses.field(default=None, repr=False)
     token_from_request: bool = False
@@ -352,6 +354,7 @@ class Settings:
             "qstash_next_signing_key": envvars.secret(env, "QSTASH_NEXT_SIGNING_KEY"),
             "rabbitmq_url": Secret(env.get("REAPER_RABBITMQ_URL") or "amqp://guest:guest@127.0.0.1:5672/"),
             "rabbitmq_queue": env.get("REAPER_RABBITMQ_QUEUE", "reaper.events"),
+            "rabbitmq_declare_queue": envvars.boolean(env, "REAPER_RABBITMQ_DECLARE_QUEUE", default=True),
             "expiry_key": env.get("REAPER_EXPIRY_KEY") or "reaper-expires-at",
             "webhook_secret": envvars.secret(env, "REAPER_WEBHOOK_SECRET"),
             "token_from_request": envvars.boolean(env, "REAPER_TOKEN_FROM_REQUEST", default=False),

@@ -15,6 +15,7 @@ from tests.conftest import (
     WEBHOOK_SECRET,
     Emulator,
     Function,
+    FunctionFactory,
     Sink,
     new_id,
     webhook_signed,
@@ -184,3 +185,37 @@ def test_reaper_send_command(
     assert "HTTP 401" in capsys.readouterr().out
     with pytest.raises(ValueError, match="unknown shape"):
         build_request("carrier-pigeon", "i-1", PROJECT)
+
+
+def pubsub_push(instance: str) -> dict[str, object]:
+    payload = json.dumps({"instance_id": instance, "project_id": PROJECT}).encode()
+    return {
+        "message": {"data": base64.b64encode(payload).decode(), "messageId": new_id(), "attributes": {}},
+        "subscription": "projects/p/subscriptions/reaper",
+    }
+
+
+def test_pubsub_message_published_reaches_the_cloudevent_target(
+    emulator: Emulator, function_factory: FunctionFactory, sink: Sink
+) -> None:
+    """``handle`` takes Pub/Sub as functions-framework converts a push and as Eventarc delivers it."""
+    fn = function_factory()  # the CloudEvent target
+    pushed, eventarc, empty = (emulator.add(new_id()) for _ in range(3))
+    assert httpx.post(fn.url, json=pubsub_push(pushed), timeout=10).status_code == 200
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "ce-source": "//pubsub.googleapis.com/projects/p/topics/reaper",
+        "ce-id": new_id(),
+        "content-type": "application/json",
+    }
+    answer = httpx.post(fn.url, content=json.dumps(pubsub_push(eventarc)), headers=headers, timeout=10)
+    assert answer.status_code == 200
+    for instance in (pushed, eventarc):
+        assert sink.result(instance)["type"] == "instance-terminated"
+    refused = httpx.post(
+        fn.url, content=json.dumps({"subscription": "s", "note": empty}), headers=headers, timeout=10
+    )
+    assert refused.status_code == 422
+    assert "data.message.data" in refused.json()["error"]
+    assert emulator.touching(empty) == []

@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import jwt
-import pika
 import pytest
 from cloudevents.conversion import to_binary, to_structured
 from cloudevents.http import CloudEvent
@@ -302,8 +301,9 @@ def test_forged_internal_event_through_the_rabbitmq_relay(
     channel.confirm_delivery()
     rabbitmq.declare_topology(channel, queue)
     instance = emulator.add(new_id())
-    headers, body = rabbitmq.binary_message(follow_up("instance-delete-retry", instance))
-    rabbitmq.publish(channel, queue, headers, body, 0)
+    rabbitmq.publish(
+        channel, queue, {}, rabbitmq.structured_body(follow_up("instance-delete-retry", instance)), 0
+    )
     relay = subprocess.Popen(
         reaper_command("rabbitmq-relay", "--target", fn.url, "--queue", queue, "--url", url),
         stderr=subprocess.DEVNULL,
@@ -311,10 +311,9 @@ def test_forged_internal_event_through_the_rabbitmq_relay(
     )
     try:
         dead = wait_until(
-            lambda: channel.basic_get(rabbitmq.dead_queue(queue), auto_ack=True)[1], 20, "dead letter"
+            lambda: channel.basic_get(rabbitmq.dead_queue(queue), auto_ack=True)[2], 20, "dead letter"
         )
-        assert isinstance(dead, pika.BasicProperties)
-        assert dead.headers["ce-type"] == "instance-delete-retry"
+        assert json.loads(dead)["type"] == "instance-delete-retry"
     finally:
         relay.terminate()
         relay.wait(10)
@@ -324,6 +323,7 @@ def test_forged_internal_event_through_the_rabbitmq_relay(
             *(rabbitmq.wait_queue(queue, b) for b in rabbitmq.BUCKETS_MS),
         ):
             channel.queue_delete(name)
+        channel.exchange_delete(queue)
         connection.close()
     assert emulator.touching(instance) == []
 

@@ -16,7 +16,7 @@ from function.schedulers.cloudtasks import CloudTasksScheduler, MetadataToken
 from function.schedulers.qstash import QStashScheduler
 from function.secret import Secret
 from function.settings import Settings
-from tests.conftest import Emulator, Function, FunctionFactory, Sink, expired, new_id, per_target
+from tests.conftest import Emulator, Function, FunctionFactory, Sink, expired, new_id, per_target, wait_until
 from tests.fakes.cloudtasks import FakeCloudTasks
 from tests.fakes.qstash import FakeQStash, sign
 
@@ -152,6 +152,24 @@ def test_qstash_end_to_end(
         assert secret not in settings_log
 
 
+def test_qstash_poison_is_not_retried(
+    qstash: FakeQStash, emulator: Emulator, function_factory: FunctionFactory
+) -> None:
+    """A signed delivery the function refuses (422) is answered 489 + Upstash-NonRetryable-Error, so
+    QStash stops retrying it (dead-letter queue) instead of redelivering it for days."""
+    fn = function_factory(
+        REAPER_INBOUND_AUTH="qstash", QSTASH_CURRENT_SIGNING_KEY=CURRENT_KEY, QSTASH_NEXT_SIGNING_KEY=NEXT_KEY
+    )
+    instance = emulator.add(new_id())
+    poison = CloudEvent({"type": "instance-expired", "source": "/lease", "id": new_id()}, {"note": instance})
+    lease_system = QStashScheduler(base_url=qstash.url, token=Secret(QSTASH_TOKEN), target_url=fn.url)
+    lease_system.schedule(poison, 0, "poison-" + instance)
+    wait_until(lambda: qstash.delivery.delivered, 10, "the delivery")
+    time.sleep(2.5)  # the fake retries a retryable answer after 1 s: give it two chances
+    assert [status for _, _, status in qstash.delivery.delivered] == [489]
+    assert emulator.touching(instance) == []
+
+
 @pytest.mark.parametrize(
     ("case", "make_signature"),
     [
@@ -167,7 +185,8 @@ def test_qstash_end_to_end(
 def test_qstash_bad_signatures_are_401_without_delete(
     case: str, make_signature: object, target: str, emulator: Emulator, qstash_fn: Callable[[str], Function]
 ) -> None:
-    """Tampered, misaddressed, expired or missing signatures get 401 and cause no DELETE."""
+    """Tampered, misaddressed, expired or missing signatures are refused (401) and cause no DELETE; a
+    request that came as a QStash delivery is told the refusal is final (489 + Upstash-NonRetryable-Error)."""
     fn = qstash_fn(target)
     instance = emulator.add(new_id())
     body, headers = structured_expired(instance)
@@ -175,7 +194,9 @@ def test_qstash_bad_signatures_are_401_without_delete(
     if signature:
         headers["Upstash-Signature"] = signature
     response = httpx.post(fn.url, content=body, headers=headers)
-    assert response.status_code == 401, case
+    assert response.status_code == (489 if signature else 401), case
+    assert response.json()["status"] == 401
+    assert response.headers.get("Upstash-NonRetryable-Error") == ("true" if signature else None)
     assert "Upstash-Signature" in response.json()["error"] or "signature" in response.json()["error"].lower()
     assert emulator.calls(instance) == []
 
@@ -202,7 +223,7 @@ def test_qstash_signature_cannot_be_replayed(
     headers = send.sign(headers, body, "qstash", secret=CURRENT_KEY, url=fn.url)
     assert httpx.post(fn.url, content=body, headers=headers).status_code == 200
     replay = httpx.post(fn.url, content=body, headers=headers)
-    assert replay.status_code == 401
+    assert (replay.status_code, replay.json()["status"]) == (489, 401)
     assert "replay" in replay.json()["error"]
     assert [c["call"] for c in emulator.touching(instance)] == ["list", "delete"]
 

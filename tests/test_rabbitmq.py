@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import pika
 import pika.exceptions
 import pytest
 from cloudevents.http import CloudEvent
+from pika.adapters.blocking_connection import BlockingChannel
 
 from function.procs import free_port, reaper_command
 from function.rabbitmq_relay import Relay
@@ -44,9 +48,16 @@ def queue(broker: pika.BlockingConnection) -> Iterator[str]:
     channel = broker.channel()
     declare_topology(channel, name)
     yield name
+    delete_topology(channel, name)
+    channel.close()
+
+
+def delete_topology(channel: BlockingChannel, name: str, *extra_queues: str) -> None:
     for queue_name in (name, rabbitmq.dead_queue(name), *(rabbitmq.wait_queue(name, b) for b in BUCKETS_MS)):
         channel.queue_delete(queue_name)
-    channel.close()
+    for queue_name in extra_queues:
+        channel.queue_delete(queue_name)
+    channel.exchange_delete(name)
 
 
 def test_bucket_rounding() -> None:
@@ -58,8 +69,8 @@ def test_bucket_rounding() -> None:
     assert bucket_for(10**9) == BUCKETS_MS[-1]
 
 
-def test_delays_arrive_in_due_order_with_ce_headers(broker: pika.BlockingConnection, queue: str) -> None:
-    """5 s and 1 s delays published together arrive in due order within ±0.5 s, ce- headers intact."""
+def test_delays_arrive_in_due_order_as_structured_events(broker: pika.BlockingConnection, queue: str) -> None:
+    """5 s and 1 s delays published together arrive in due order within ±0.5 s, as structured events."""
     scheduler = RabbitMQScheduler(Secret(URL), queue)
     published = time.monotonic()
     for event_id, delay in (("slow", 5.0), ("fast", 1.0)):
@@ -68,11 +79,12 @@ def test_delays_arrive_in_due_order_with_ce_headers(broker: pika.BlockingConnect
         )
         scheduler.schedule(event, delay, f"key-{event_id}")
     channel = broker.channel()
-    arrivals: list[tuple[str, float, dict[str, object]]] = []
-    for method, properties, _body in channel.consume(queue, inactivity_timeout=8):
+    arrivals: list[tuple[str, float, pika.BasicProperties, dict[str, Any]]] = []
+    for method, properties, body in channel.consume(queue, inactivity_timeout=8):
         if method is None:
             break
-        arrivals.append((properties.headers["ce-id"], time.monotonic() - published, properties.headers))
+        document = json.loads(body)
+        arrivals.append((document["id"], time.monotonic() - published, properties, document))
         channel.basic_ack(method.delivery_tag)
         if len(arrivals) == 2:
             break
@@ -81,12 +93,18 @@ def test_delays_arrive_in_due_order_with_ce_headers(broker: pika.BlockingConnect
     assert [a[0] for a in arrivals] == ["fast", "slow"]
     assert abs(arrivals[0][1] - 1.0) <= 0.5
     assert abs(arrivals[1][1] - 5.0) <= 0.5
-    headers = arrivals[0][2]
-    assert headers["ce-type"] == "instance-status-check"
-    assert headers["ce-subject"] == "i-1"
-    assert headers["ce-specversion"] == "1.0"
-    assert headers[rabbitmq.DEDUP_KEY] == "key-fast"
-    assert "x-death" in headers  # it really went through dead-lettering
+    properties, document = arrivals[0][2], arrivals[0][3]
+    assert properties.content_type == "application/cloudevents+json"
+    assert (document["type"], document["subject"], document["specversion"]) == (
+        "instance-status-check",
+        "i-1",
+        "1.0",
+    )
+    assert document["data"] == {"n": 1}
+    assert (properties.type, properties.message_id) == ("instance-status-check", "fast")
+    assert not [name for name in properties.headers if name.startswith("ce-")]
+    assert properties.headers[rabbitmq.DEDUP_KEY] == "key-fast"
+    assert "x-death" in properties.headers  # it really went through dead-lettering
 
 
 def test_long_delays_are_chained_by_the_relay(
@@ -125,7 +143,8 @@ def test_relay_settles_by_status(broker: pika.BlockingConnection, queue: str, re
     channel.confirm_delivery()
     for event_id in ("refused", "retried"):
         headers = {"ce-id": event_id, "ce-type": "t", "ce-source": "/s", "ce-specversion": "1.0"}
-        rabbitmq.publish(channel, queue, headers, b"{}", 0)
+        # Binary mode, as messages published before the transport went structured.
+        rabbitmq.publish(channel, queue, headers, b"{}", 0, content_type="application/json")
     worker = Relay(Secret(URL), queue, receiver.url, prefetch=1)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
@@ -183,3 +202,57 @@ def test_publish_failure_is_hand_off_error() -> None:
     scheduler = RabbitMQScheduler(Secret(f"amqp://guest:guest@127.0.0.1:{free_port()}/"), "reaper.nowhere")
     with pytest.raises(HandOffError, match="RabbitMQ"):
         scheduler.schedule(expired("i-1"), 1, "k")
+
+
+def dms_records(*bodies: bytes) -> dict[str, Any]:
+    """A FunctionGraph RabbitMQ trigger event: message bodies only, no AMQP headers or properties."""
+    return {
+        "event_version": "v1.0",
+        "trigger_type": "RABBITMQ",
+        "region": "cn-east-3",
+        "instance_id": "81335d56-b9fe-4679-ba95-7030949cc76b",
+        "records": [{"messages": [body.decode() for body in bodies], "topic_id": "reaper.events"}],
+    }
+
+
+def test_follow_up_delivered_body_only_stays_a_status_check(
+    broker: pika.BlockingConnection,
+    emulator: Emulator,
+    function_factory: FunctionFactory,
+    sink: Sink,
+) -> None:
+    """As FunctionGraph's trigger delivers it (a queue of its own bound to the exchange, bodies in
+    ``records[]``), a delayed follow-up is read as a status check: one status read, one DELETE in all."""
+    name = f"reaper.test.{uuid.uuid4().hex[:8]}"
+    trigger_queue = f"{name}.functiongraph-trigger"
+    fn = function_factory(
+        target="handle_http",
+        signature="http",
+        REAPER_SCHEDULER="rabbitmq",
+        REAPER_RABBITMQ_URL=URL,
+        REAPER_RABBITMQ_QUEUE=name,
+        REAPER_RABBITMQ_DECLARE_QUEUE="false",
+        REAPER_CHECK_DELAY="1",
+    )
+    channel = broker.channel()
+    declare_topology(channel, name, with_queue=False)
+    channel.queue_declare(trigger_queue, durable=True)
+    channel.queue_bind(trigger_queue, name)
+    instance = emulator.add(new_id())
+    try:
+        body = json.dumps(expired(instance).data | {"type": "instance-expired"}).encode()
+        answer = httpx.post(fn.url, json=dms_records(body), timeout=10)
+        assert answer.status_code == 200, answer.text
+        delivered = wait_until(
+            lambda: channel.basic_get(trigger_queue, auto_ack=True)[2], 15, "the delayed follow-up"
+        )
+        assert json.loads(delivered)["type"] == "instance-status-check"
+        assert httpx.post(fn.url, json=dms_records(delivered), timeout=10).status_code == 200
+        assert sink.result(instance)["type"] == "instance-terminated"
+        assert [c["call"] for c in emulator.touching(instance)] == ["list", "delete", "status"]
+        # No input queue was declared: nothing collects messages that nobody consumes.
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="404"):
+            channel.queue_declare(name, passive=True)
+        channel = broker.channel()
+    finally:
+        delete_topology(channel, name, trigger_queue)

@@ -23,7 +23,13 @@ from typing import Any, Final
 from function import catalog
 from function.errors import BadEventError
 from function.inbound import strictjson
-from function.inbound.events import InboundEvent, from_document, from_request
+from function.inbound.events import (
+    InboundEvent,
+    binary_attributes,
+    check_attributes,
+    from_document,
+    from_request,
+)
 
 ACCEPTED: Final = (
     "a CloudEvent (binary or structured), a Pub/Sub push message, a FunctionGraph timer or "
@@ -67,6 +73,30 @@ def unwrap(
         event_id = f"webhook-{webhook_id}" if webhook_id else "webhook-" + _digest(body)
         return [_payload(document, event_id=event_id[:256], source="/webhook")]
     raise BadEventError(f"unrecognised request: expected {ACCEPTED}")
+
+
+def pubsub_delivery(headers: Mapping[str, str], body: bytes) -> InboundEvent:
+    """The event inside a ``google.cloud.pubsub.topic.v1.messagePublished`` delivery.
+
+    functions-framework turns a Pub/Sub push into that CloudEvent, and Eventarc delivers Pub/Sub to
+    Cloud Run functions as one (binary mode); either way its data is the push body.
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if "ce-specversion" in lowered:
+        check_attributes(binary_attributes(lowered))
+        payload = _json(body)
+    else:
+        document = _json(body)
+        if isinstance(document, dict) and "specversion" in document:
+            check_attributes(document)
+            payload = document.get("data")
+        else:
+            payload = document  # a plain push the framework converted
+    message = payload.get("message") if isinstance(payload, dict) else None
+    if not isinstance(message, dict) or "data" not in message:
+        raise BadEventError("a Pub/Sub messagePublished event must carry data.message.data", status=422)
+    assert isinstance(payload, dict)
+    return _pubsub(message, str(payload.get("subscription") or "pubsub"))
 
 
 def _json(raw: bytes) -> Any:

@@ -51,4 +51,6 @@ def from_settings(settings: Settings) -> Scheduler:
         )
     from function.schedulers.rabbitmq import RabbitMQScheduler
 
-    return RabbitMQScheduler(settings.rabbitmq_url, settings.rabbitmq_queue)
+    return RabbitMQScheduler(
+        settings.rabbitmq_url, settings.rabbitmq_queue, declare_queue=settings.rabbitmq_declare_queue
+    )

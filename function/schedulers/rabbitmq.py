@@ -2,19 +2,22 @@
 
 A single TTL queue only expires messages at its head (measured: a 1 s message behind a 5 s one
 waits 5 s), so each bucket has its own queue whose ``x-message-ttl`` is the bucket and whose
-dead-letter target is the function's input queue. A delay is rounded up to the next bucket; delays
-beyond the largest bucket carry ``x-reaper-due-at`` and are chained by the relay. Messages are binary
-CloudEvents (``ce-`` headers), persistent, published with confirms. Declarations are idempotent and
-identical wherever they run (function, relay, tests), so any of them may create the topology.
+dead-letter target is the fanout exchange named like the input queue. A delay is rounded up to the
+next bucket; delays beyond the largest bucket carry ``x-reaper-due-at`` and are chained by the relay.
 
-    producers ──► <input>.wait.<ms>ms (TTL) ──dead-letter──► <input> ──► relay / RabbitmqSource ──► function
-                                                              └─ rejected (4xx) ──► <input>.dead
+Messages are structured-mode CloudEvents (``application/cloudevents+json``: the type, id and signature
+travel in the body), so a consumer that passes bodies only (FunctionGraph's RabbitMQ trigger) still
+delivers a follow-up as a follow-up; persistent, published with confirms. Declarations are idempotent
+and identical wherever they run (function, relay, tests), so any of them may create the topology.
+
+    producers ──► <input>.wait.<ms>ms (TTL) ──dead-letter──► exchange <input> (fanout)
+                    ├─► queue <input> ──► relay / RabbitmqSource ──► function  (rejected 4xx ──► <input>.dead)
+                    └─► FunctionGraph's RabbitMQ trigger (binds its own queue to the exchange)
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import threading
 import time
@@ -23,7 +26,7 @@ from typing import Any, Final
 
 import pika
 import pika.exceptions
-from cloudevents.conversion import to_dict
+from cloudevents.conversion import to_structured
 from cloudevents.http import CloudEvent
 from pika.adapters.blocking_connection import BlockingChannel
 
@@ -46,6 +49,7 @@ BUCKETS_MS: Final = (
 DUE_AT: Final = "x-reaper-due-at"
 DEDUP_KEY: Final = "x-reaper-dedup-key"
 ATTEMPTS: Final = "x-reaper-attempts"
+STRUCTURED: Final = "application/cloudevents+json"
 
 
 def wait_queue(input_queue: str, bucket_ms: int) -> str:
@@ -66,33 +70,33 @@ def bucket_for(delay_ms: int) -> int | None:
     return BUCKETS_MS[min(index, len(BUCKETS_MS) - 1)]
 
 
-def declare_topology(channel: BlockingChannel, input_queue: str) -> None:
-    """Declare the input, dead-letter and wait queues (idempotent: same arguments everywhere)."""
-    channel.queue_declare(dead_queue(input_queue), durable=True)
-    channel.queue_declare(
-        input_queue,
-        durable=True,
-        arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead_queue(input_queue)},
-    )
+def declare_topology(channel: BlockingChannel, input_queue: str, *, with_queue: bool = True) -> None:
+    """Declare the exchange and wait queues, and (``with_queue``) the input and dead-letter queues.
+
+    Idempotent: the same arguments everywhere. Without ``with_queue`` (FunctionGraph, whose trigger
+    binds a queue of its own to the exchange) no queue collects messages nobody consumes.
+    """
+    channel.exchange_declare(input_queue, exchange_type="fanout", durable=True)
+    if with_queue:
+        channel.queue_declare(dead_queue(input_queue), durable=True)
+        channel.queue_declare(
+            input_queue,
+            durable=True,
+            arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead_queue(input_queue)},
+        )
+        channel.queue_bind(input_queue, input_queue)
     for bucket in BUCKETS_MS:
         channel.queue_declare(
             wait_queue(input_queue, bucket),
             durable=True,
-            arguments={
-                "x-message-ttl": bucket,
-                "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": input_queue,
-            },
+            arguments={"x-message-ttl": bucket, "x-dead-letter-exchange": input_queue},
         )
 
 
-def binary_message(event: CloudEvent) -> tuple[dict[str, Any], bytes]:
-    """An event as AMQP headers (``ce-`` attributes) and a JSON body (its data)."""
-    document = to_dict(event)
-    data = document.pop("data", None)
-    document.pop("datacontenttype", None)
-    headers = {f"ce-{name}": str(value) for name, value in document.items()}
-    return headers, json.dumps(data, separators=(",", ":")).encode()
+def structured_body(event: CloudEvent) -> bytes:
+    """An event as a structured-mode JSON body (no ``ce-`` headers, so nothing is read twice)."""
+    _headers, body = to_structured(event)
+    return body
 
 
 def publish(
@@ -103,8 +107,10 @@ def publish(
     delay: float,
     *,
     message_id: str | None = None,
+    content_type: str = STRUCTURED,
+    event_type: str | None = None,
 ) -> None:
-    """Publish persistently with confirms into the bucket for ``delay`` (or straight to the input)."""
+    """Publish persistently with confirms into the bucket for ``delay`` (or straight to the exchange)."""
     delay_ms = max(0, math.ceil(delay * 1000))
     bucket = bucket_for(delay_ms)
     stamped = {**headers}
@@ -113,12 +119,13 @@ def publish(
     else:
         stamped.pop(DUE_AT, None)
     channel.basic_publish(
-        exchange="",
+        exchange="" if bucket else input_queue,
         routing_key=wait_queue(input_queue, bucket) if bucket else input_queue,
         body=body,
         properties=pika.BasicProperties(
             headers=stamped,
-            content_type="application/json",
+            content_type=content_type,
+            type=event_type,
             delivery_mode=pika.DeliveryMode.Persistent,
             message_id=message_id,
         ),
@@ -138,22 +145,31 @@ def connect(url: Secret) -> pika.BlockingConnection:
 class RabbitMQScheduler:
     """Publishes follow-ups into wait queues; one connection shared under a lock (pika is not thread-safe)."""
 
-    def __init__(self, url: Secret, input_queue: str) -> None:
+    def __init__(self, url: Secret, input_queue: str, *, declare_queue: bool = True) -> None:
         self._url = url
         self._queue = input_queue
+        self._declare_queue = declare_queue
         self._lock = threading.Lock()
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
 
     def schedule(self, event: CloudEvent, delay: float, dedup_key: str) -> None:
         """Publish the event to arrive in the input queue after ``delay`` (rounded up to a bucket)."""
-        headers, body = binary_message(event)
-        headers[DEDUP_KEY] = dedup_key
+        headers: dict[str, Any] = {DEDUP_KEY: dedup_key}
+        body = structured_body(event)
         with self._lock:
             for attempt in (1, 2):
                 try:
                     channel = self._open_channel()
-                    publish(channel, self._queue, headers, body, delay, message_id=str(event["id"]))
+                    publish(
+                        channel,
+                        self._queue,
+                        headers,
+                        body,
+                        delay,
+                        message_id=str(event["id"]),
+                        event_type=str(event["type"]),
+                    )
                     return
                 except pika.exceptions.AMQPError as exc:
                     self._reset()
@@ -170,7 +186,7 @@ class RabbitMQScheduler:
             self._connection = connect(self._url)
             channel = self._connection.channel()
             channel.confirm_delivery()
-            declare_topology(channel, self._queue)
+            declare_topology(channel, self._queue, with_queue=self._declare_queue)
             self._channel = channel
         return self._channel
 

@@ -28,8 +28,13 @@ class Pending:
 class DelayedDelivery:
     """Delivers queued requests when due, retrying non-2xx a few times, like the hosted services do."""
 
-    def __init__(self, sign: Callable[[Pending], dict[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        sign: Callable[[Pending], dict[str, str]] | None = None,
+        final: Callable[[httpx.Response], bool] = lambda response: False,
+    ) -> None:
         self._heap: list[Pending] = []
+        self._final = final
         self._seq = itertools.count()
         self._lock = threading.Condition()
         self._sign = sign
@@ -62,11 +67,15 @@ class DelayedDelivery:
                 item = heapq.heappop(self._heap)
             headers = {**item.headers, **(self._sign(item) if self._sign else {})}
             try:
-                status = self._http.post(item.url, content=item.body, headers=headers).status_code
+                response: httpx.Response | None = self._http.post(
+                    item.url, content=item.body, headers=headers
+                )
             except httpx.HTTPError:
-                status = 0
+                response = None
+            status = response.status_code if response is not None else 0
             self.delivered.append((time.time(), item, status))
-            if not 200 <= status < 300 and item.attempts < 5:
+            final = response is not None and self._final(response)
+            if not 200 <= status < 300 and not final and item.attempts < 5:
                 item.attempts += 1
                 self.add(time.time() + 1, item.url, item.body, item.headers)
 

@@ -50,7 +50,11 @@ class FakeQStash:
         self.published: list[dict[str, Any]] = []
         self.problems: list[str] = []
         self.dedup: dict[str, str] = {}
-        self.delivery = DelayedDelivery(sign=self._signature)
+        # QStash retries every non-2xx answer but a 489 that says Upstash-NonRetryable-Error: true.
+        self.delivery = DelayedDelivery(
+            sign=self._signature,
+            final=lambda r: r.status_code == 489 and r.headers.get("Upstash-NonRetryable-Error") == "true",
+        )
         self.server = LoopbackServer(Request.application(self._app))
         self.url = self.server.url
 
