@@ -187,6 +187,7 @@ def result_to_data(job: Job, result: Result) -> dict[str, Any]:
             http_status=result.http_status,
             error_code=result.error_code,
             error_msg=result.error_msg,
+            operation_state=result.operation_state,
         )
     else:
         data["reason"] = result.reason

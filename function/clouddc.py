@@ -77,7 +77,7 @@ class CloudDCClient:
         return self._call("DELETE", self._instance_path(project_id, instance_id))
 
     def show_status(self, project_id: str, instance_id: str) -> ApiAnswer:
-        """ShowInstanceStatus: 200 carries ``{"state": ...}``."""
+        """ShowInstanceStatus: 200 carries ``{"state", "operation_state", "error": {error_code, error_msg}}``."""
         return self._call("GET", self._instance_path(project_id, instance_id) + "/status")
 
     def list_instances(
@@ -165,11 +165,15 @@ class CloudDCClient:
 
 def _answer_from(response: httpx.Response, body: dict[str, Any], now: float) -> ApiAnswer:
     state = body.get("state")
-    code = body.get("error_code")
-    message = body.get("error_msg")
+    # Error bodies carry error_code/error_msg; ShowInstanceStatus says why a delete failed in "error".
+    cause = body.get("error") if isinstance(body.get("error"), dict) else body
+    code = body.get("error_code") or cause.get("error_code")
+    message = body.get("error_msg") or cause.get("error_msg")
+    operation = body.get("operation_state")
     return ApiAnswer(
         status=response.status_code,
         state=state if isinstance(state, str) else None,
+        operation_state=str(operation)[:_MAX_ERROR_TEXT] if isinstance(operation, str) else None,
         # An upstream message may echo what it was sent (the token): redact before it travels on.
         error_code=jsonlog.redact(str(code))[:_MAX_ERROR_TEXT] if code is not None else None,
         error_msg=jsonlog.redact(str(message))[:_MAX_ERROR_TEXT] if message is not None else None,

@@ -103,6 +103,7 @@ class ApiAnswer:
     error_msg: str | None = None
     retry_after: float | None = None
     failure: str | None = None
+    operation_state: str | None = None
 
     @property
     def transient(self) -> bool:
@@ -130,6 +131,7 @@ class Result:
     http_status: int | None = None
     error_code: str | None = None
     error_msg: str | None = None
+    operation_state: str | None = None
 
 
 @dataclass(frozen=True)
@@ -421,4 +423,5 @@ def failure(reason: str, answer: ApiAnswer, now: float, state: str | None = None
         http_status=answer.status,
         error_code=answer.error_code or answer.failure,
         error_msg=answer.error_msg,
+        operation_state=answer.operation_state,
     )

@@ -85,6 +85,12 @@ def test_failing_delete_is_reported(emulator: Emulator, function: Function, sink
     result = sink.result(instance)
     assert result["type"] == "instance-deletion-failed"
     assert result["data"]["reason"] == "delete-failed"
+    # The cause, as ShowInstanceStatus's error object and operation_state gave it.
+    assert (result["data"]["error_code"], result["data"]["error_msg"]) == (
+        "CDC.5001",
+        "the server did not power off",
+    )
+    assert result["data"]["operation_state"] == "uninstall-failed"
 
 
 def test_intermittent_status_endpoint(emulator: Emulator, function: Function, sink: Sink) -> None:

@@ -25,9 +25,10 @@ for account in reaper-runtime reaper-invoker; do
     || gcloud iam service-accounts create "${account}"
 done
 
+# Cloud Tasks retries every non-2xx, 4xx included: a bounded number of attempts ends a poison task.
 gcloud tasks queues describe "${QUEUE}" --location="${REGION}" >/dev/null 2>&1 \
   || gcloud tasks queues create "${QUEUE}" --location="${REGION}" \
-       --max-attempts=20 --min-backoff=2s --max-backoff=300s
+       --max-attempts=20 --max-retry-duration=3600s --min-backoff=2s --max-backoff=300s
 
 # The key that signs reaper's own follow-ups: made once, kept in Secret Manager.
 gcloud secrets describe "${EVENT_KEY_SECRET}" >/dev/null 2>&1 \
@@ -67,11 +68,27 @@ gcloud scheduler jobs describe reaper-sweep --location="${REGION}" >/dev/null 2>
        --message-body="{\"project_id\": \"${CLOUDDC_PROJECT_ID}\"}" \
        --oidc-service-account-email="${INVOKER_SA}" --oidc-token-audience="${URL}"
 
-# instance-expired events published to Pub/Sub are pushed to the function.
-gcloud pubsub topics describe "${TOPIC}" >/dev/null 2>&1 || gcloud pubsub topics create "${TOPIC}"
+# instance-expired events published to Pub/Sub are pushed to the function. Pub/Sub retries every
+# non-2xx (4xx included) for up to 7 days: after 5 attempts a message goes to the dead-letter topic,
+# kept by its own subscription for an operator (`gcloud pubsub subscriptions pull reaper-dead`).
+DEAD_TOPIC="${TOPIC}-dead"
+PUBSUB_AGENT="serviceAccount:service-$(gcloud projects describe "${PROJECT}" --format='value(projectNumber)')@gcp-sa-pubsub.iam.gserviceaccount.com"
+for topic in "${TOPIC}" "${DEAD_TOPIC}"; do
+  gcloud pubsub topics describe "${topic}" >/dev/null 2>&1 || gcloud pubsub topics create "${topic}"
+done
+gcloud pubsub subscriptions describe reaper-dead >/dev/null 2>&1 \
+  || gcloud pubsub subscriptions create reaper-dead --topic="${DEAD_TOPIC}" --message-retention-duration=7d
 gcloud pubsub subscriptions describe reaper-push >/dev/null 2>&1 \
   || gcloud pubsub subscriptions create reaper-push --topic="${TOPIC}" \
-       --push-endpoint="${URL}" --push-auth-service-account="${INVOKER_SA}" --ack-deadline=60
+       --push-endpoint="${URL}" --push-auth-service-account="${INVOKER_SA}" --ack-deadline=60 \
+       --dead-letter-topic="${DEAD_TOPIC}" --max-delivery-attempts=5 \
+       --min-retry-delay=10s --max-retry-delay=600s
+# Pub/Sub's own service agent moves messages to the dead-letter topic: it must publish there and
+# acknowledge on the push subscription.
+gcloud pubsub topics add-iam-policy-binding "${DEAD_TOPIC}" \
+  --member="${PUBSUB_AGENT}" --role=roles/pubsub.publisher
+gcloud pubsub subscriptions add-iam-policy-binding reaper-push \
+  --member="${PUBSUB_AGENT}" --role=roles/pubsub.subscriber
 
 echo "reaper is at ${URL}"
 echo "try it: gcloud pubsub topics publish ${TOPIC} --message={\"instance_id\":\"i-0001\",\"project_id\":\"${CLOUDDC_PROJECT_ID}\"}"

@@ -125,7 +125,8 @@ def create_app(fleet: Fleet) -> flask.Flask:
         for instance_id in ids:
             fleet.delete(project_id, str(instance_id))
         flask.g.batch_ids = [str(i) for i in ids]
-        return answer("batch-delete", project_id, None, 202, {"instance_id_set": ids})
+        body = {"instances": [{"id": str(i)} for i in ids]}  # DeleteInstancesResponse
+        return answer("batch-delete", project_id, None, 202, body)
 
     @app.post("/v3/auth/tokens")
     def issue_token() -> flask.Response:

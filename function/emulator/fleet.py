@@ -212,7 +212,17 @@ class Fleet:
             instance = self._get(project_id, instance_id)
             if instance is None:
                 return self.config.missing_status, _error("CDC.0404", "instance not found")
-            return 200, {"state": self._spelled(self._state(instance))}
+            state = self._state(instance)
+            body: dict[str, Any] = {"state": self._spelled(state)}
+            if state == "failed" and instance.delete_requested_at is not None:
+                # ShowInstanceStatusResponse: why the delete failed, as newer API versions say it.
+                body["operation_state"] = "uninstall-failed"
+                body["error"] = {
+                    "error_code": "CDC.5001",
+                    "error_msg": "the server did not power off",
+                    "error_type": "DeleteFailed",
+                }
+            return 200, body
 
     def list_instances(
         self,
