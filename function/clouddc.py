@@ -77,7 +77,7 @@ class CloudDCClient:
         return self._call("DELETE", self._instance_path(project_id, instance_id))
 
     def show_status(self, project_id: str, instance_id: str) -> ApiAnswer:
-        """ShowInstanceStatus: 200 carries ``{"state", "operation_state", "error": {error_code, error_msg}}``."""
+        """ShowInstanceStatus: 200 carries ``state`` (``operation_state`` and ``error`` when known)."""
         return self._call("GET", self._instance_path(project_id, instance_id) + "/status")
 
     def list_instances(
@@ -166,7 +166,8 @@ class CloudDCClient:
 def _answer_from(response: httpx.Response, body: dict[str, Any], now: float) -> ApiAnswer:
     state = body.get("state")
     # Error bodies carry error_code/error_msg; ShowInstanceStatus says why a delete failed in "error".
-    cause = body.get("error") if isinstance(body.get("error"), dict) else body
+    error = body.get("error")
+    cause: dict[str, Any] = error if isinstance(error, dict) else body
     code = body.get("error_code") or cause.get("error_code")
     message = body.get("error_msg") or cause.get("error_msg")
     operation = body.get("operation_state")

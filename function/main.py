@@ -140,11 +140,12 @@ def handle_http(request: flask.Request) -> flask.Response:
             raise event
         with _platform_token():
             return flask.jsonify(REAPER.handle(event, _caller()).as_json())
-    if all(isinstance(e, BadEventError) for e in events):
-        raise BadEventError("no usable message in the batch: " + "; ".join(map(str, events)))
-    if any(isinstance(e, inbound.InboundEvent) and e.type not in INTERNAL_TYPES for e in events):
-        _caller().authenticate()  # one verdict for the whole request, before any message is acted on
-    # One bad message does not stop the rest; a retryable failure still fails the batch (5xx).
+    # One rule for a batch (DMS records): the request is authenticated once, unless every message is
+    # one of reaper's own signed events; then it is answered 200 with one outcome per message, a bad
+    # message's outcome carrying its 4xx (redelivering the batch cannot mend it); only a retryable
+    # failure fails the whole batch (5xx), so its source redelivers it.
+    if not all(isinstance(e, inbound.InboundEvent) and e.type in INTERNAL_TYPES for e in events):
+        _caller().authenticate()
     with _platform_token():
         return flask.jsonify({"outcomes": [_handle_one(event) for event in events]})
 

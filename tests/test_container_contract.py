@@ -48,37 +48,41 @@ def knative_container() -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return container, spec.get("volumes", [])
 
 
-def private_root_script(
-    argv: list[str], writable: dict[str, int], uid: str, env: dict[str, str], python_home: Path
-) -> str:
+def private_root_script(argv: list[str], writable: dict[str, int], uid: str, python_home: Path) -> str:
     """A shell script for ``unshare --mount``: every mount read-only, the declared mounts as tmpfs,
-    then the command as ``uid`` with no privileges to regain."""
+    then the command as ``uid`` with no privileges to regain (the environment comes from the caller)."""
     mounts = "\n".join(
         f"mount -t tmpfs -o mode=1777,size={size} tmpfs {path}" for path, size in writable.items()
     )
-    exports = "\n".join(f"export {k}={_quote(v)}" for k, v in env.items())
     return textwrap.dedent(
         """\
         set -eu
         for v in $(env | sed -n 's/^\\(COVERAGE[A-Z_]*\\)=.*/\\1/p'); do unset "$v"; done
         # The interpreter lives under {home}; let the unprivileged user reach it (in this namespace only).
-        stash=$(mktemp -d)
+        stash=$(mktemp -d -p /dev/shm)
         mount --bind {home} "$stash"
         mount -t tmpfs -o mode=0755 tmpfs {home_parent}
         mkdir -p {home}
         mount --bind "$stash" {home}
+        # The checkout may sit under a declared mount (a clone in /tmp): keep it reachable, read-only.
+        project=$(mktemp -d -p /dev/shm)
+        mount --bind {root} "$project"
         for m in $(awk '$2 !~ "^/(proc|sys|dev)" {{print $2}}' /proc/self/mounts | sort -u); do
           mount -o remount,bind,ro "$m" 2>/dev/null || true
         done
         {mounts}
-        {exports}
+        if [ ! -d {root}/function ]; then
+          mkdir -p {root}
+          mount --bind "$project" {root}
+          mount -o remount,bind,ro {root}
+        fi
         exec setpriv --reuid={uid} --regid={uid} --clear-groups --no-new-privs -- {argv}
         """
     ).format(
         home=python_home,
         home_parent=python_home.parent,
+        root=ROOT,
         mounts=mounts,
-        exports=exports,
         uid=uid,
         argv=" ".join(_quote(a) for a in argv),
     )
@@ -120,14 +124,16 @@ def test_boots_under_the_knative_manifests_constraints(emulator: Emulator, tmp_p
         "REAPER_INBOUND_AUTH": "platform",
         "REAPER_SCHEDULER": "local",
         "REAPER_DELAY_SERVICE_URL": f"http://127.0.0.1:{free_port()}",
-        "HOME": "/nonexistent",
     }
     argv = [str(BIN / "reaper"), "serve", "--source", str(FUNCTION_SOURCE), "--host", "127.0.0.1",
             "--port", str(port)]  # fmt: skip
     script = tmp_path / "boot.sh"
-    script.write_text(private_root_script(argv, writable, user, env, home))
+    # The settings travel in the environment, not in the script: no secret in a file.
+    script.write_text(private_root_script(argv, writable, user, home))
     log = (tmp_path / "function.log").open("wb")
-    process = Process(["unshare", "--mount", "--propagation", "private", "sh", str(script)], port, stderr=log)
+    process = Process(
+        ["unshare", "--mount", "--propagation", "private", "sh", str(script)], port, env=env, stderr=log
+    )
     try:
         process.start(timeout=30)
         headers = {"ce-specversion": "1.0", "ce-type": "instance-sweep", "ce-source": "/t", "ce-id": new_id()}

@@ -156,6 +156,30 @@ def test_one_bad_message_does_not_stop_the_batch(emulator: Emulator, envelope_fu
     assert outcomes[1]["outcome"] == "scheduled-status"
 
 
+@pytest.mark.parametrize(
+    "messages",
+    [["not json", "[1]"], [json.dumps({"project_id": PROJECT}), json.dumps({"instance_id": "bad id!"})]],
+    ids=["unparseable", "invalid"],
+)
+def test_a_batch_of_poison_has_one_contract(
+    messages: list[str], emulator: Emulator, envelope_function: Function
+) -> None:
+    """Messages that do not parse and messages that fail validation are answered alike: 200 with a 4xx
+    outcome each (the batch is not redelivered), no call; unauthenticated, the batch is 401."""
+    body = json.dumps({"trigger_type": "RABBITMQ", "records": [{"messages": messages}]}).encode()
+    before = len(emulator.calls())
+    unsigned = httpx.post(envelope_function.url, content=body, headers={"Content-Type": "application/json"})
+    assert unsigned.status_code == 401
+    response = httpx.post(
+        envelope_function.url,
+        content=body,
+        headers=webhook_signed({"Content-Type": "application/json"}, body),
+    )
+    assert response.status_code == 200, response.text
+    assert [400 <= o["status"] < 500 for o in response.json()["outcomes"]] == [True, True]
+    assert [c for c in emulator.calls()[before:] if c["call"] == "list" and c["ids"] is None] == []
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 def test_reaper_send_every_shape(
     shape: str, emulator: Emulator, envelope_function: Function, sink: Sink

@@ -125,8 +125,8 @@ def create_app(fleet: Fleet) -> flask.Flask:
         for instance_id in ids:
             fleet.delete(project_id, str(instance_id))
         flask.g.batch_ids = [str(i) for i in ids]
-        body = {"instances": [{"id": str(i)} for i in ids]}  # DeleteInstancesResponse
-        return answer("batch-delete", project_id, None, 202, body)
+        accepted = {"instances": [{"id": str(i)} for i in ids]}  # DeleteInstancesResponse
+        return answer("batch-delete", project_id, None, 202, accepted)
 
     @app.post("/v3/auth/tokens")
     def issue_token() -> flask.Response:
