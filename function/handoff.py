@@ -16,6 +16,18 @@ def chain_key(project_id: str, instance_id: str, origin_id: str, step: str) -> s
     return f"{project_id}/{instance_id}/{origin_id}/{step}"
 
 
+def result_key(job: core.Job, result: core.Result) -> str:
+    """The key of a result event's id: one id per instance for its deletion, however many chains saw it.
+
+    An instance terminates once, so ``instance-terminated`` derives from the instance alone: overlapping
+    sweeps, a sweep and an expiry event, or a redelivered step all announce the same id. A skip or a
+    failure is the outcome of one attempt (a later attempt may end differently), so it keeps its origin.
+    """
+    if result.kind == "terminated":
+        return f"{job.project_id}/{job.instance_id}/terminated"
+    return chain_key(job.project_id, job.instance_id, job.origin_id, "result")
+
+
 class HandOff:
     """Builds outgoing CloudEvents and passes them to the scheduler or the sink."""
 
@@ -45,11 +57,11 @@ class HandOff:
         return str(event["id"])
 
     def announce(self, job: core.Job, result: core.Result) -> None:
-        """Emit the result event for one instance."""
+        """Emit the result event for one instance (``HandOffError`` when the sink is down)."""
         event = catalog.make_event(
             catalog.RESULT_TYPES[result.kind],
             catalog.result_to_data(job, result),
-            key=chain_key(job.project_id, job.instance_id, job.origin_id, "result"),
+            key=result_key(job, result),
             source=self._source,
             subject=job.instance_id,
             now=result.at,

@@ -11,6 +11,7 @@ Results stay one per instance. No I/O here: answers, records, ``now`` and ``rand
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -43,6 +44,10 @@ def batches(ids: Sequence[str], size: int = BATCH_DELETE_MAX) -> list[tuple[str,
     return [tuple(ids[i : i + size]) for i in range(0, len(ids), size)]
 
 
+# Sweeps of the same instances starting within one window share one chain (see BatchJob.chain_id).
+MERGE_WINDOW: Final = 300.0
+
+
 @dataclass(frozen=True)
 class BatchJob:
     """A batch of instances followed together; rides in batch follow-ups."""
@@ -62,6 +67,16 @@ class BatchJob:
         """A label unique along one batch's chain."""
         counters = f"c{self.checks}-f{self.failures}-r{self.redeletes}-t{self.throttles}"
         return f"{action}-{counters}-n{len(self.instance_ids)}"
+
+    def chain_id(self) -> str:
+        """Names the chain by its instances and when it started, not by the sweep that found them.
+
+        Overlapping sweeps (a timer and a Pub/Sub sweep moments apart) that pick the same batch get
+        the same follow-up keys, so the transport keeps one chain and the batch is deleted once. The
+        window keeps a later sweep of the same still-running instances from being taken for a duplicate.
+        """
+        digest = hashlib.sha256(",".join(self.instance_ids).encode()).hexdigest()[:16]
+        return f"batch-{digest}-w{int(self.started_at // MERGE_WINDOW)}"
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,7 @@ class Sweeper:
         self._handoff.follow_up(
             _FOLLOW_UP_TYPES[action],
             catalog.batch_to_data(job),
-            key=chain_key(job.project_id, "batch", job.origin_id, job.step_key(action)),
+            key=chain_key(job.project_id, "batch", job.chain_id(), job.step_key(action)),
             subject=job.instance_ids[0],
             delay=delay,
         )

@@ -89,12 +89,13 @@ class Sink:
     url: str = ""
     events: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    fail_next: int = 0
+    down_until: float = 0.0  # answers 503 until then (time.time())
+    refused: int = 0
 
     def receive(self, body: bytes) -> int:
         with self.lock:
-            if self.fail_next:
-                self.fail_next -= 1
+            if time.time() < self.down_until:
+                self.refused += 1
                 return 503
             self.events.append(json.loads(body))
         return 202

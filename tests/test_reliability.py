@@ -1,0 +1,161 @@
+"""Faults, races and shutdowns through the real processes: every instance is reaped once and every
+result is delivered (issue: reliability)."""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from werkzeug.wrappers import Request, Response
+
+from function.procs import Process, free_port, function_command
+from function.wsgi import threaded_server
+from tests.conftest import (
+    EVENT_KEY,
+    PROJECT,
+    TOKEN,
+    Emulator,
+    FunctionFactory,
+    Sink,
+    expired,
+    new_id,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+EXPIRED_LONG_AGO = {"reaper-expires-at": "2020-01-01T00:00:00Z"}
+
+
+@pytest.fixture
+def own_sink() -> Iterator[Sink]:
+    """A sink of this test's own, so its outage touches no other test's chains."""
+    collected = Sink()
+
+    @Request.application
+    def app(request: Request) -> Response:
+        return Response("", collected.receive(request.get_data()))
+
+    server = threaded_server("127.0.0.1", 0, app)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    collected.url = f"http://127.0.0.1:{server.server_port}/"
+    yield collected
+    server.shutdown()
+
+
+def deletes(emulator: Emulator, instance: str) -> int:
+    return len([c for c in emulator.touching(instance) if c["call"] in ("delete", "batch-delete")])
+
+
+def test_sink_down_for_10_seconds_every_result_arrives_after_it_returns(
+    emulator: Emulator, function_factory: FunctionFactory, own_sink: Sink
+) -> None:
+    """While the sink answers 503 the finishing step answers 503 too, its source (the delay service)
+    redelivers it, and the result arrives once the sink is back: none is left only in a log line."""
+    fn = function_factory(K_SINK=own_sink.url)
+    instances = [emulator.add(new_id()) for _ in range(10)]
+    own_sink.down_until = back = time.time() + 10
+    for instance in instances:
+        assert fn.send(expired(instance)).status_code == 200
+    arrived = {i: own_sink.result(i, timeout=90) for i in instances}
+    assert own_sink.refused > 0  # the outage was met, not slept through
+    assert all(r["type"] == "instance-terminated" for r in arrived.values())
+    for instance in instances:
+        assert len({e["id"] for e in own_sink.for_instance(instance)}) == 1
+        assert deletes(emulator, instance) == 1
+    assert min(r["time"] for r in arrived.values()) >= time.strftime(
+        "%Y-%m-%dT%H:%M:%S", time.gmtime(back - 1)
+    )
+
+
+def test_overlapping_sweeps_give_one_delete_and_one_result_id_per_instance(
+    emulator: Emulator, function_factory: FunctionFactory, own_sink: Sink
+) -> None:
+    """Two sweeps at once and a third 0.75 s later over the same 18 instances (a timer, Pub/Sub, a
+    retry): each instance is deleted once and announced with one result id. Ids and keys derive from
+    the instances, not from the sweep that found them, so the transport keeps one chain."""
+    project = "proj-" + new_id()[:12]
+    fn = function_factory(CLOUDDC_PROJECT_ID=project, K_SINK=own_sink.url)
+    instances = [emulator.add(new_id(), project_id=project, metadata=EXPIRED_LONG_AGO) for _ in range(18)]
+
+    def sweep(source: str) -> int:
+        event = {"type": "instance-sweep", "source": source, "id": new_id(), "specversion": "1.0"}
+        headers = {"Content-Type": "application/cloudevents+json"}
+        body = {**event, "data": {"project_id": project}}
+        return httpx.post(fn.url, json=body, headers=headers, timeout=10).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(sweep, ["/timer", "/pubsub"])) == [200, 200]
+    time.sleep(0.75)
+    assert sweep("/retry") == 200
+    for instance in instances:
+        own_sink.result(instance, timeout=60)
+    time.sleep(2)  # a second chain, if any, would announce within this
+    for instance in instances:
+        ids = collections.Counter(e["id"] for e in own_sink.for_instance(instance))
+        assert len(ids) == 1, (instance, ids)
+        assert deletes(emulator, instance) == 1
+        assert own_sink.for_instance(instance)[0]["type"] == "instance-terminated"
+
+
+def test_sigterm_under_load_every_answered_event_is_finished(
+    emulator: Emulator, delay_service: Process, own_sink: Sink, tmp_path: Path
+) -> None:
+    """SIGTERM while events stream in: requests in hand finish, no new ones start, and every event
+    answered 2xx has its follow-up, so (with a new process on the same address) it ends in a result."""
+    port = free_port()
+    env = {
+        "CLOUDDC_ENDPOINT": emulator.url,
+        "CLOUDDC_PROJECT_ID": PROJECT,
+        "CLOUDDC_AUTH_TOKEN": TOKEN,
+        "REAPER_DELAY_SERVICE_URL": delay_service.url,
+        "REAPER_SELF_URL": f"http://127.0.0.1:{port}/",
+        "K_SINK": own_sink.url,
+        "REAPER_CHECK_DELAY": "1",
+        "REAPER_DEADLINE": "120",
+        "REAPER_EVENT_KEY": EVENT_KEY,
+        "REAPER_INBOUND_AUTH": "platform",
+    }
+    log = (tmp_path / "function.log").open("wb")
+    first = Process(function_command(port, "handle_http", "http"), port, env=env, stderr=log).start()
+    answered: dict[str, int] = {}
+    stop = threading.Event()
+
+    def stream() -> None:
+        with httpx.Client(timeout=10) as client:
+            while not stop.is_set():
+                instance = emulator.add(new_id())
+                try:
+                    status = client.post(
+                        first.url, json={"instance_id": instance, "project_id": PROJECT}
+                    ).status_code
+                except httpx.HTTPError:
+                    status = 0  # refused or reset: the sender's to retry, nothing was promised
+                answered[instance] = status
+                if status == 0:
+                    stop.wait(0.05)
+
+    senders = [threading.Thread(target=stream) for _ in range(4)]
+    for sender in senders:
+        sender.start()
+    wait_until(lambda: sum(s == 200 for s in answered.values()) >= 40, 30, "load")
+    assert first.proc is not None
+    first.proc.terminate()
+    assert first.proc.wait(30) == 0  # a clean, bounded shutdown
+    stop.set()
+    for sender in senders:
+        sender.join(15)
+    second = Process(function_command(port, "handle_http", "http"), port, env=env, stderr=log).start()
+    try:
+        accepted = [i for i, status in answered.items() if status == 200]
+        assert all(status in (0, 200) or status >= 500 for status in answered.values()), answered
+        for instance in accepted:
+            assert own_sink.result(instance, timeout=60)["type"] == "instance-terminated"
+    finally:
+        second.stop()
+        log.close()
