@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-newest lint typecheck check bench lock clean
+.PHONY: demo test test-newest lint typecheck check bench soak lock clean
 
 $(STAMP): requirements-dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ check: lint typecheck test
 
 bench: $(STAMP)  ## on demand; rewrites docs/benchmarks.md
 	$(BIN)/python -m bench
+
+soak: $(STAMP)  ## on demand, <= 5 min: 10,000 instances under faults; rewrites docs/reliability.md
+	$(BIN)/python -m bench.soak
 
 lock: $(STAMP)  ## re-pin dependencies after editing pyproject.toml
 	$(BIN)/python -m pip install --quiet pip-tools

@@ -18,7 +18,7 @@ from cloudevents.http import CloudEvent
 
 from function.core import Job, Result
 from function.errors import BadEventError
-from function.sweep import BatchJob
+from function.sweep import BatchJob, SweepPage
 
 INSTANCE_EXPIRED: Final = "instance-expired"
 INSTANCE_STATUS_CHECK: Final = "instance-status-check"
@@ -29,11 +29,18 @@ INSTANCE_DELETION_SKIPPED: Final = "instance-deletion-skipped"
 INSTANCE_SWEEP: Final = "instance-sweep"
 INSTANCE_BATCH_DELETE: Final = "instance-batch-delete"
 INSTANCE_BATCH_CHECK: Final = "instance-batch-check"
-SWEEP_TYPES: Final = (INSTANCE_SWEEP, INSTANCE_BATCH_DELETE, INSTANCE_BATCH_CHECK)
+INSTANCE_SWEEP_PAGE: Final = "instance-sweep-page"
+SWEEP_TYPES: Final = (INSTANCE_SWEEP, INSTANCE_SWEEP_PAGE, INSTANCE_BATCH_DELETE, INSTANCE_BATCH_CHECK)
 INBOUND_TYPES: Final = (INSTANCE_EXPIRED, INSTANCE_STATUS_CHECK, INSTANCE_DELETE_RETRY, *SWEEP_TYPES)
 # Reaper's own follow-ups: accepted only with reaper's signature (function.signing).
 INTERNAL_TYPES: Final = frozenset(
-    {INSTANCE_STATUS_CHECK, INSTANCE_DELETE_RETRY, INSTANCE_BATCH_DELETE, INSTANCE_BATCH_CHECK}
+    {
+        INSTANCE_STATUS_CHECK,
+        INSTANCE_DELETE_RETRY,
+        INSTANCE_SWEEP_PAGE,
+        INSTANCE_BATCH_DELETE,
+        INSTANCE_BATCH_CHECK,
+    }
 )
 # Schedulers that cannot set a type of their own map onto ours (Knative PingSource sends this).
 TYPE_ALIASES: Final = {"dev.knative.sources.ping": INSTANCE_SWEEP}
@@ -162,6 +169,32 @@ def batch_from_data(data: dict[str, Any]) -> BatchJob:
         failures=data["failures"],
         redeletes=data["redeletes"],
         throttles=data.get("throttles", 0),
+    )
+
+
+def sweep_page_to_data(page: SweepPage) -> dict[str, Any]:
+    """Serialise where a sweep goes on listing as the data of an ``instance-sweep-page`` follow-up."""
+    return {
+        "project_id": page.project_id,
+        "marker": page.marker,
+        "origin_event_id": page.origin_id,
+        "started_at": rfc3339(page.started_at),
+        "deadline_at": rfc3339(page.deadline_at),
+        "failures": page.failures,
+        "throttles": page.throttles,
+    }
+
+
+def sweep_page_from_data(data: dict[str, Any]) -> SweepPage:
+    """Rebuild a sweep continuation from an ``instance-sweep-page``'s (already validated) data."""
+    return SweepPage(
+        project_id=data["project_id"],
+        marker=data.get("marker"),
+        origin_id=data["origin_event_id"],
+        started_at=parse_time(data["started_at"]),
+        deadline_at=parse_time(data["deadline_at"]),
+        failures=data["failures"],
+        throttles=data["throttles"],
     )
 
 

@@ -11,7 +11,6 @@ Results stay one per instance. No I/O here: answers, records, ``now`` and ``rand
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -44,10 +43,6 @@ def batches(ids: Sequence[str], size: int = BATCH_DELETE_MAX) -> list[tuple[str,
     return [tuple(ids[i : i + size]) for i in range(0, len(ids), size)]
 
 
-# Sweeps of the same instances starting within one window share one chain (see BatchJob.chain_id).
-MERGE_WINDOW: Final = 300.0
-
-
 @dataclass(frozen=True)
 class BatchJob:
     """A batch of instances followed together; rides in batch follow-ups."""
@@ -68,15 +63,28 @@ class BatchJob:
         counters = f"c{self.checks}-f{self.failures}-r{self.redeletes}-t{self.throttles}"
         return f"{action}-{counters}-n{len(self.instance_ids)}"
 
-    def chain_id(self) -> str:
-        """Names the chain by its instances and when it started, not by the sweep that found them.
 
-        Overlapping sweeps (a timer and a Pub/Sub sweep moments apart) that pick the same batch get
-        the same follow-up keys, so the transport keeps one chain and the batch is deleted once. The
-        window keeps a later sweep of the same still-running instances from being taken for a duplicate.
-        """
-        digest = hashlib.sha256(",".join(self.instance_ids).encode()).hexdigest()[:16]
-        return f"batch-{digest}-w{int(self.started_at // MERGE_WINDOW)}"
+@dataclass(frozen=True)
+class SweepPage:
+    """Where a sweep goes on listing after a page failed; rides in ``instance-sweep-page`` follow-ups.
+
+    A sweep of a large project lists many pages; one throttled or failed page must not throw away the
+    pages already read nor make the whole sweep start over (under a few percent of failed calls, a
+    50-page listing would then never finish): the ids found are handed on, and the listing continues
+    from the failed page's marker after a backoff (``core.plan_retry``).
+    """
+
+    project_id: str
+    marker: str | None
+    origin_id: str
+    started_at: float
+    deadline_at: float
+    failures: int = 0
+    throttles: int = 0
+
+    def step_key(self) -> str:
+        """A label unique along one sweep's continuation chain."""
+        return f"page-{self.marker or 'first'}-f{self.failures}-t{self.throttles}"
 
 
 @dataclass(frozen=True)

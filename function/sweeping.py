@@ -38,7 +38,7 @@ _FOLLOW_UP_TYPES: Final[dict[sweep.BatchAction, str]] = {
 
 
 class Sweeper:
-    """Handles ``instance-sweep``, ``instance-batch-delete`` and ``instance-batch-check``."""
+    """Handles ``instance-sweep`` (and its ``instance-sweep-page`` continuations) and the batch follow-ups."""
 
     def __init__(
         self,
@@ -61,7 +61,13 @@ class Sweeper:
     def handle(self, event: InboundEvent) -> Outcome:
         """Dispatch one sweep-family event."""
         if event.type == catalog.INSTANCE_SWEEP:
-            return self._sweep(event)
+            project = sweep_project(event.data, self._settings.project_id)
+            now = self._clock()
+            return self._list_pages(
+                sweep.SweepPage(project, None, event.id, now, now + self._policy.deadline)
+            )
+        if event.type == catalog.INSTANCE_SWEEP_PAGE:
+            return self._list_pages(catalog.sweep_page_from_data(event.data))
         job = catalog.batch_from_data(event.data)
         refused = sweep.refuse_project(job, self._clock(), self._policy.rules)
         if refused is not None:
@@ -72,22 +78,54 @@ class Sweeper:
             step = self._check(job)
         return self._apply(job, step)
 
-    def _sweep(self, event: InboundEvent) -> Outcome:
-        project = sweep_project(event.data, self._settings.project_id)
-        now = self._clock()
+    def _list_pages(self, page: sweep.SweepPage) -> Outcome:
+        """List from the page's marker, hand the expired ids on; a failed page continues later."""
+        project = page.project_id
         if not gate.project_allowed(project, self._policy.rules):
-            _LOG.info("sweep refused", extra={"event_id": event.id, "project_id": project})
+            _LOG.info("sweep refused", extra={"event_id": page.origin_id, "project_id": project})
             return Outcome("skipped", project, reason="project-not-allowed", instances=0)
+        now = self._clock()
         expired: list[str] = []
-        marker: str | None = None
+        marker, failed = page.marker, None
         for _ in range(_MAX_PAGES):
-            answer, records, marker = self._list(project, marker=marker, limit=_PAGE_SIZE)
+            answer, records, next_marker = self._list(project, marker=marker, limit=_PAGE_SIZE)
             if answer.status != 200:
-                raise RetryableError(f"ListInstances answered {answer.status or answer.failure}")
+                failed = answer
+                break
             expired += sweep.expired_ids(records, project, now, self._policy.rules)
+            marker = next_marker
             if not marker:
                 break
         ids = sorted(set(expired))
+        batches = self._hand_on(project, ids, now)
+        extra = {"event_id": page.origin_id, "project_id": project, "expired": len(ids)}
+        if failed is None:
+            _LOG.info("swept", extra=extra)
+            return Outcome("swept", project, instances=len(ids), batches=batches)
+        if not failed.transient:
+            raise RetryableError(
+                f"ListInstances answered {failed.status}"
+            )  # 401 after a reload, 403: redeliver
+        retried, plan = core.plan_retry(
+            dataclasses.replace(page, marker=marker), failed, now, self._policy, self._rand
+        )
+        why = f"ListInstances answered {failed.status or failed.failure}"
+        if isinstance(plan, str):
+            _LOG.warning("sweep gave up", extra={**extra, "reason": plan, "error": why})
+            return Outcome("abandoned", project, reason=plan, instances=len(ids), batches=batches)
+        self._handoff.follow_up(
+            catalog.INSTANCE_SWEEP_PAGE,
+            catalog.sweep_page_to_data(retried),
+            key=chain_key(project, "sweep", retried.origin_id, retried.step_key()),
+            subject=project,
+            delay=plan,
+        )
+        _LOG.info("swept in part; the listing continues", extra={**extra, "retry_in": round(plan, 3)})
+        return Outcome("scheduled-sweep-page", project, delay=round(plan, 3), reason=why, instances=len(ids),
+                       batches=batches)  # fmt: skip
+
+    def _hand_on(self, project: str, ids: list[str], now: float) -> int:
+        """Hand expired ids on as batch-delete events; sweeps in one window that see a batch share its key."""
         window = int(now // SWEEP_WINDOW)
         batches = sweep.batches(ids)
         for batch in batches:
@@ -95,8 +133,7 @@ class Sweeper:
             origin = f"sweep-{window}-{digest}"
             job = sweep.BatchJob(project, batch, origin, now, now + self._policy.deadline)
             self._follow_up("batch-delete", job, 0.0)
-        _LOG.info("swept", extra={"event_id": event.id, "project_id": project, "expired": len(ids)})
-        return Outcome("swept", project, instances=len(ids), batches=len(batches))
+        return len(batches)
 
     def _delete(self, job: sweep.BatchJob) -> sweep.BatchStep:
         answer, records, _ = self._list(job.project_id, instance_ids=job.instance_ids)
@@ -132,7 +169,7 @@ class Sweeper:
         self._handoff.follow_up(
             _FOLLOW_UP_TYPES[action],
             catalog.batch_to_data(job),
-            key=chain_key(job.project_id, "batch", job.chain_id(), job.step_key(action)),
+            key=chain_key(job.project_id, "batch", job.origin_id, job.step_key(action)),
             subject=job.instance_ids[0],
             delay=delay,
         )

@@ -89,10 +89,17 @@ def test_overlapping_sweeps_give_one_delete_and_one_result_id_per_instance(
         body = {**event, "data": {"project_id": project}}
         return httpx.post(fn.url, json=body, headers=headers, timeout=10).status_code
 
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        assert list(pool.map(sweep, ["/timer", "/pubsub"])) == [200, 200]
-    time.sleep(0.75)
-    assert sweep("/retry") == 200
+    # A slow API (1 s per call) keeps each sweep's read-before-delete from seeing the other's delete:
+    # only the transport's de-duplication of the shared batch key stands between them and two DELETEs.
+    emulator.configure(latency=1.0)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            assert list(pool.map(sweep, ["/timer", "/pubsub"])) == [200, 200]
+        time.sleep(0.75)
+        assert sweep("/retry") == 200
+        wait_until(lambda: all(deletes(emulator, i) for i in instances), 20, "the batch-delete")
+    finally:
+        emulator.configure(latency=0.0)
     for instance in instances:
         own_sink.result(instance, timeout=60)
     time.sleep(2)  # a second chain, if any, would announce within this
@@ -159,3 +166,35 @@ def test_sigterm_under_load_every_answered_event_is_finished(
     finally:
         second.stop()
         log.close()
+
+
+def test_a_sweep_goes_on_from_the_page_that_failed(
+    emulator: Emulator, function_factory: FunctionFactory, own_sink: Sink
+) -> None:
+    """250 expired instances (3 pages): the second page answers 500, then 429; the sweep hands on what it
+    read, continues from that page's marker with a signed instance-sweep-page, and every instance is
+    reaped — no page is lost, none read twice for nothing, and the sweep's own answer is 200."""
+    project = "proj-" + new_id()[:12]
+    fn = function_factory("handle_http", "http", CLOUDDC_PROJECT_ID=project, K_SINK=own_sink.url)
+    instances = [emulator.add(f"i-{n:03d}-{new_id()[:6]}", project_id=project, metadata=EXPIRED_LONG_AGO)
+                 for n in range(250)]  # fmt: skip
+    emulator.configure(paged_list_faults=[{}, {"status": 500}, {"status": 429, "retry_after": 1}])
+    try:
+        event = {"type": "instance-sweep", "source": "/timer", "id": new_id(), "specversion": "1.0"}
+        answer = httpx.post(
+            fn.url,
+            json={**event, "data": {"project_id": project}},
+            headers={"Content-Type": "application/cloudevents+json"},
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["outcome"] == "scheduled-sweep-page"
+        assert answer.json()["instances"] == 100  # the first page, handed on at once
+        for instance in instances:
+            assert own_sink.result(instance, timeout=60)["type"] == "instance-terminated"
+    finally:
+        emulator.configure(paged_list_faults=[])
+    paged = [
+        c for c in emulator.calls() if c["call"] == "list" and c["project_id"] == project and c["ids"] is None
+    ]
+    assert [c["status"] for c in paged] == [200, 500, 429, 200, 200]

@@ -16,6 +16,7 @@ from tests.conftest import Emulator, FunctionFactory, Sink, wait_until
 
 POLICY = core.Policy(check_delay=10, check_max_delay=60, deadline=600, max_retries=2)
 NOW = 1_800_000_000.0
+RAND = lambda: 0.5  # noqa: E731 - a fixed draw
 
 
 def stamp(delta: timedelta) -> str:
@@ -154,3 +155,21 @@ def test_sweep_of_1000_instances_with_300_expired(
     }
     assert {states[i] for i in expired} == {"terminated"}
     assert {s for i, s in states.items() if i not in expired} == {"running"}
+
+
+def test_a_failed_page_continues_from_its_marker() -> None:
+    """A sweep page that failed is retried from its marker: 429s count as throttles (bounded by the
+    deadline), 5xx as failures (bounded by REAPER_MAX_RETRIES); each retry has a step key of its own."""
+    page = sweep.SweepPage("p", "i-0100", "sweep-1", 1000.0, 1600.0)
+    throttled, delay = core.plan_retry(page, core.ApiAnswer(429, retry_after=4.0), 1001.0, POLICY, RAND)
+    assert (throttled.throttles, throttled.failures, throttled.marker, delay) == (1, 0, "i-0100", 4.0)
+    failed = page
+    for _ in range(POLICY.max_retries):
+        failed, plan = core.plan_retry(failed, core.ApiAnswer(500), 1001.0, POLICY, RAND)
+        assert isinstance(plan, float)
+    _, gave_up = core.plan_retry(failed, core.ApiAnswer(500), 1001.0, POLICY, RAND)
+    assert gave_up == "retries-exhausted"
+    _, late = core.plan_retry(page, core.ApiAnswer(429), 1600.0, POLICY, RAND)
+    assert late == "deadline-exceeded"
+    keys = {page.step_key(), throttled.step_key(), failed.step_key()}
+    assert len(keys) == 3

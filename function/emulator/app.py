@@ -32,7 +32,9 @@ def create_app(fleet: Fleet) -> flask.Flask:
         if fleet.config.latency:
             time.sleep(fleet.config.latency)
         fault = fleet.next_fault(project_id, instance_id, call) if instance_id else None
+        fault = fault or fleet.random_fault()
         if fault and fault.delay:
+            flask.g.fault = "delay"  # the call log shows which answers came late
             time.sleep(fault.delay)
         if fault and fault.reset:
             fleet.record(_entry(call, project_id, instance_id, None, "reset"))
@@ -99,10 +101,13 @@ def create_app(fleet: Fleet) -> flask.Flask:
 
     @app.get("/v1/<project_id>/instances")
     def list_instances(project_id: str) -> flask.Response:
-        api_call("list", project_id, None)
+        fault = api_call("list", project_id, None)
         args = flask.request.args
         ids = [i for i in args.get("instance_id", "").split(",") if i] or None
         flask.g.batch_ids = ids  # the call log names the ids asked for, whatever the answer
+        fault = fault or (fleet.next_paged_list_fault() if ids is None else None)
+        if fault and fault.status:
+            return faulted("list", project_id, None, fault)
         if (refused := refusal()) is not None:
             return answer("list", project_id, None, 401, refused)
         if ids is not None and len(ids) > _MAX_IDS_PER_LIST:
@@ -115,7 +120,9 @@ def create_app(fleet: Fleet) -> flask.Flask:
 
     @app.post("/v1/<project_id>/instances/batch-delete")
     def batch_delete(project_id: str) -> flask.Response:
-        api_call("batch-delete", project_id, None)
+        fault = api_call("batch-delete", project_id, None)
+        if fault and fault.status:
+            return faulted("batch-delete", project_id, None, fault)
         if (refused := refusal()) is not None:
             return answer("batch-delete", project_id, None, 401, refused)
         ids = (flask.request.get_json(silent=True) or {}).get("instance_id_set")
@@ -207,7 +214,7 @@ def _entry(
         "project_id": project_id,
         "instance_id": instance_id,
         "status": status,
-        "fault": fault,
+        "fault": fault or flask.g.get("fault"),
         "ids": flask.g.get("batch_ids"),
     }
 

@@ -5,6 +5,7 @@ Time is read from an injected clock so state changes are computed, not slept for
 
 from __future__ import annotations
 
+import random
 import secrets
 import threading
 import time
@@ -33,6 +34,11 @@ class Config:
     missing_status: int = 404
     shutting_down_spelling: str = "shutting-down"
     failed_spelling: str = "failed"
+    # Random faults on every CloudDC call, as shares of calls: {"429": 0.05, "500": 0.05, "timeout": 0.01}.
+    fault_rates: dict[str, float] = field(default_factory=dict)
+    fault_timeout_seconds: float = 3.0  # how long a "timeout" fault holds the answer back
+    # Scripted faults for paged listings (ListInstances without ids, as sweeps list); {} is none.
+    paged_list_faults: list[dict[str, Any]] = field(default_factory=list)
 
     def update(self, values: dict[str, Any]) -> None:
         """Apply a partial update, refusing unknown names."""
@@ -83,6 +89,7 @@ class Fleet:
         self._expired_static = False
         self.calls: list[dict[str, Any]] = []
         self.keys = KeyRing(clock)
+        self._random = random.Random(20261128)  # repeatable fault draws
 
     # -- admin ---------------------------------------------------------------------------------
     def add(self, spec: dict[str, Any]) -> Instance:
@@ -176,6 +183,32 @@ class Fleet:
             delay=float(step.get("delay", 0.0)),
             echo=bool(step.get("echo", False)),
         )
+
+    def next_paged_list_fault(self) -> Fault | None:
+        """Pop the next scripted fault for a paged listing (None when the script is empty or says none)."""
+        with self._lock:
+            step = self.config.paged_list_faults.pop(0) if self.config.paged_list_faults else {}
+        if not step:
+            return None
+        retry_after = step.get("retry_after")
+        return Fault(
+            status=step.get("status"), retry_after=str(retry_after) if retry_after is not None else None
+        )
+
+    def random_fault(self) -> Fault | None:
+        """A fault drawn from ``config.fault_rates`` for one call (None for most calls)."""
+        rates = self.config.fault_rates
+        if not rates:
+            return None
+        with self._lock:
+            draw = self._random.random()
+        for kind, share in sorted(rates.items()):
+            if draw < share:
+                if kind == "timeout":
+                    return Fault(delay=self.config.fault_timeout_seconds)
+                return Fault(status=int(kind), retry_after="1" if kind == "429" else None)
+            draw -= share
+        return None
 
     def record(self, entry: dict[str, Any]) -> None:
         """Append one API call to the log."""
