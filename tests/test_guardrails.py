@@ -276,6 +276,36 @@ def test_batch_internal_events_need_the_signature_too(
     assert emulator.touching(instance) == []
 
 
+def test_sweep_page_needs_the_signature_and_the_allowlist(
+    emulator: Emulator, function_factory: FunctionFactory
+) -> None:
+    """An instance-sweep-page (a sweep's continuation, which leads to batch-deletes) is refused unsigned
+    (401, no call); signed, but for a project outside the allowlist, it lists nothing."""
+    fn = function_factory(target="handle_http", signature="http")
+    instance = emulator.add(new_id(), metadata={"reaper-expires-at": PAST})
+    data = {
+        "project_id": PROJECT,
+        "marker": None,
+        "origin_event_id": "sweep-x",
+        "failures": 0,
+        "throttles": 0,
+        "started_at": catalog.rfc3339(time.time()),
+        "deadline_at": catalog.rfc3339(time.time() + 60),
+    }
+    page = CloudEvent({"type": "instance-sweep-page", "source": "/reaper", "id": new_id("fu")}, data)
+    before = len(emulator.calls())
+    assert post(fn, page, signed=False).status_code == 401
+    other = CloudEvent(
+        dict(page.get_attributes()) | {"id": new_id("fu")}, {**data, "project_id": "victims-project"}
+    )
+    SIGNER.sign(other)
+    answer = post(fn, other, signed=False)
+    assert answer.status_code == 200
+    assert answer.json()["reason"] == "project-not-allowed"
+    assert emulator.calls()[before:] == []
+    assert emulator.touching(instance) == []
+
+
 def test_signed_follow_up_and_key_rotation(
     emulator: Emulator, function_factory: FunctionFactory, sink: Sink
 ) -> None:
