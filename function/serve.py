@@ -23,7 +23,9 @@ LIMITS: Final[dict[str, Any]] = {
     # take milliseconds and every outbound call has its own timeout (REAPER_HTTP_TIMEOUT).
     "timeout": 60,
     # SIGTERM (every scale-down on Cloud Run and Knative): requests in hand finish, no new ones start.
-    "graceful_timeout": 20,
+    # 8 s fits inside Cloud Run's 10 s between SIGTERM and SIGKILL; a request still running then was not
+    # answered 2xx, so its source redelivers it (tests/test_reliability.py, SIGTERM under load).
+    "graceful_timeout": 8,
     # Longer than the 60 s idle timeout of common load balancers, so they close idle connections first.
     "keepalive": 75,
     "limit_request_line": 8190,
