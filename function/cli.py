@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -101,6 +102,16 @@ def _demo(args: argparse.Namespace) -> int:
     )
 
 
+def _explain(args: argparse.Namespace) -> int:
+    from function.explain import explain
+
+    if not args.logs:
+        return explain([sys.stdin], sys.stdout, args.instance)
+    with contextlib.ExitStack() as files:
+        sources = [files.enter_context(open(path, encoding="utf-8", errors="replace")) for path in args.logs]
+        return explain(sources, sys.stdout, args.instance)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = argparse.ArgumentParser(prog="reaper", description=__doc__)
@@ -190,6 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--timeout", type=float, default=120.0)
     demo.add_argument("--termination-seconds", type=float, default=6.0, help="how long a plain delete takes")
     demo.set_defaults(run=_demo)
+
+    explainer = commands.add_parser("explain", help="one timeline per instance from reaper's JSON log lines")
+    explainer.add_argument("logs", nargs="*", help="log files (default: stdin)")
+    explainer.add_argument("--instance", default=None, help="only this instance")
+    explainer.set_defaults(run=_explain)
     return parser
 
 

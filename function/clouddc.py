@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
-from function import jsonlog, outbound
+from function import jsonlog, outbound, tracing
 from function.core import ApiAnswer
 from function.credentials import Credentials
 from function.errors import BadEventError
@@ -132,9 +132,12 @@ class CloudDCClient:
         try:
             response = self._http.send(request)
         except httpx.TimeoutException as exc:
+            tracing.telemetry().count_call(method, "timeout")
             return self._failed(method, path, started, "timeout", exc), {}
         except httpx.TransportError as exc:
+            tracing.telemetry().count_call(method, "connection-error")
             return self._failed(method, path, started, "connection-error", exc), {}
+        tracing.telemetry().count_call(method, response.status_code)
         body = _json_object(response)
         answer = _answer_from(response, body, time.time())
         _LOG.debug(

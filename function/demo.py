@@ -221,7 +221,9 @@ def run_demo(instances: int = 10, timeout: float = 120.0, termination_seconds: f
                     last = table
                 time.sleep(0.5)
             _refresh_states(emulator.url, board)
-            return _summary(board, time.monotonic() - began)
+            code = _summary(board, time.monotonic() - began)
+            print(f"\neach instance's timeline:  reaper explain {workdir / 'function.log'}")
+            return code
     except KeyboardInterrupt:
         print("\ninterrupted; stopping everything")
         return 130

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from function import catalog, core
+from function import catalog, core, tracing
+from function.errors import HandOffError
 from function.results import ResultSink
 from function.schedulers import Scheduler
 from function.signing import EventSigner
@@ -44,6 +45,7 @@ class HandOff:
         self._source = source
         self._clock = clock
         self._signer = signer
+        self._transport = type(scheduler).__name__.removesuffix("Scheduler").lower() or "scheduler"
 
     def follow_up(
         self, event_type: str, data: dict[str, Any], *, key: str, subject: str, delay: float
@@ -52,8 +54,15 @@ class HandOff:
         event = catalog.make_event(
             event_type, data, key=key, source=self._source, subject=subject, now=self._clock()
         )
+        for name, value in tracing.outgoing(next_step=True).items():
+            event[name] = value
         self._signer.sign(event)
-        self.scheduler.schedule(event, delay, dedup_key=event["id"])
+        try:
+            self.scheduler.schedule(event, delay, dedup_key=event["id"])
+        except HandOffError:
+            tracing.telemetry().count_hand_off_failure("follow-up")
+            raise
+        tracing.telemetry().count_follow_up(self._transport)
         return str(event["id"])
 
     def announce(self, job: core.Job, result: core.Result) -> None:
@@ -66,4 +75,11 @@ class HandOff:
             subject=job.instance_id,
             now=result.at,
         )
-        self.sink.emit(event)
+        for name, value in tracing.outgoing(next_step=False).items():
+            event[name] = value
+        try:
+            self.sink.emit(event)
+        except HandOffError:
+            tracing.telemetry().count_hand_off_failure("result")
+            raise
+        tracing.telemetry().count_result(result.kind, result.reason)

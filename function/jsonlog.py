@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Final
 
+from function.tracing import context as tracing_context
+
 REDACTED: Final = "[REDACTED]"
 _MIN_SECRET_LEN: Final = 6
 _MAX_ROTATING: Final = 256
@@ -71,7 +73,16 @@ def redact(text: str) -> str:
 
 
 class JsonFormatter(logging.Formatter):
-    """Formats a record as one JSON object: time, level, logger, message and the ``extra`` fields."""
+    """Formats a record as one JSON object: time, level, logger, message, the step's trace and ``extra``.
+
+    ``severity`` is what Cloud Logging reads as the level; inside a handler step the line carries the
+    step's ``trace_id``, ``span_id`` and ``step`` (its position in the instance's chain), and with
+    ``google_project`` set, Cloud Logging's own trace fields, so a line opens its trace there.
+    """
+
+    def __init__(self, google_project: str | None = None) -> None:
+        super().__init__()
+        self._google_project = google_project
 
     def format(self, record: logging.LogRecord) -> str:
         """Render the record as a redacted JSON line."""
@@ -79,9 +90,19 @@ class JsonFormatter(logging.Formatter):
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
+            "severity": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
+        step = tracing_context.current()
+        if step is not None:
+            payload.update(trace_id=step.trace_id, span_id=step.span_id, step=step.step)
+            if self._google_project:
+                payload["logging.googleapis.com/trace"] = (
+                    f"projects/{self._google_project}/traces/{step.trace_id}"
+                )
+                payload["logging.googleapis.com/spanId"] = step.span_id
+                payload["logging.googleapis.com/trace_sampled"] = step.sampled
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 payload[key] = value
@@ -99,13 +120,15 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
 
 
-def configure(level: str = "INFO") -> None:
-    """Route the ``reaper`` loggers to stderr as JSON lines at ``level`` (idempotent; the last level wins)."""
+def configure(level: str = "INFO", google_project: str | None = None) -> None:
+    """Route the ``reaper`` loggers to stderr as JSON lines at ``level`` (idempotent; the last call wins)."""
     logger = logging.getLogger("reaper")
     logger.setLevel(level.upper())
-    if any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
-        return
+    for existing in logger.handlers:
+        if isinstance(existing.formatter, JsonFormatter):
+            existing.setFormatter(JsonFormatter(google_project))
+            return
     handler = _StderrHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonFormatter(google_project))
     logger.addHandler(handler)
     logger.propagate = False

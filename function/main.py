@@ -7,6 +7,7 @@ Both are thin over one ``Reaper``. Status codes are the contract with every trig
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import sys
 from collections.abc import Callable
@@ -18,7 +19,7 @@ import functions_framework
 from cloudevents.http import CloudEvent
 from werkzeug.exceptions import HTTPException
 
-from function import credentials, inbound
+from function import credentials, inbound, tracing
 from function.catalog import INTERNAL_TYPES
 from function.errors import BadEventError, RetryableError, SettingsError
 from function.inbound import envelopes
@@ -119,7 +120,16 @@ def handle(event: CloudEvent) -> None:
         inbound.check_request(headers, body)
         inbound_event = inbound.from_cloudevent(event)
     with _platform_token():
-        REAPER.handle(inbound_event, _caller())
+        REAPER.handle(_traced(inbound_event), _caller())
+
+
+def _traced(event: inbound.InboundEvent) -> inbound.InboundEvent:
+    """The HTTP ``traceparent`` header is the parent of an event that names none itself."""
+    header = flask.request.headers.get("traceparent")
+    if event.parent.traceparent or not header:
+        return event
+    parent = tracing.Parent(header[:128], (flask.request.headers.get("tracestate") or "")[:512] or None)
+    return dataclasses.replace(event, parent=parent)
 
 
 @functions_framework.http
@@ -139,7 +149,7 @@ def handle_http(request: flask.Request) -> flask.Response:
         if isinstance(event, BadEventError):
             raise event
         with _platform_token():
-            return flask.jsonify(REAPER.handle(event, _caller()).as_json())
+            return flask.jsonify(REAPER.handle(_traced(event), _caller()).as_json())
     # One rule for a batch (DMS records): the request is authenticated once, unless every message is
     # one of reaper's own signed events; then it is answered 200 with one outcome per message, a bad
     # message's outcome carrying its 4xx (redelivering the batch cannot mend it); only a retryable
@@ -161,7 +171,7 @@ def _handle_one(event: inbound.InboundEvent | BadEventError) -> dict[str, object
     try:
         if isinstance(event, BadEventError):
             raise event
-        return REAPER.handle(event, _caller()).as_json()
+        return REAPER.handle(_traced(event), _caller()).as_json()
     except BadEventError as exc:
         _LOG.info("rejected message", extra={"http_status": exc.status, "error": exc.message})
         return {"error": exc.message, "status": exc.status}

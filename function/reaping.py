@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from function import catalog, core, gate
+from function import catalog, core, gate, tracing
 from function.clouddc import CloudDCClient, check_id
 from function.credentials import Credentials
 from function.errors import BadEventError
@@ -78,21 +78,36 @@ class Reaper:
         started = time.perf_counter()
         self.admit(event, caller)
         catalog.validate(event.type, event.data)
-        now = self.clock()
-        outcome = self.sweeper.handle(event) if event.type in catalog.SWEEP_TYPES else self._reap(event, now)
-        _LOG.info(
-            "handled",
-            extra={
-                "event_id": event.id,
-                "event_type": event.type,
-                "instance_id": outcome.instance_id,
-                "project_id": outcome.project_id,
-                "outcome": outcome.outcome,
-                "reason": outcome.reason,
-                "calls": list(outcome.calls) if outcome.calls else None,
-                "busy_ms": round((time.perf_counter() - started) * 1000, 3),
-            },
-        )
+        with tracing.telemetry().step(f"reaper {event.type}", event.parent) as span:
+            now = self.clock()
+            outcome = (
+                self.sweeper.handle(event) if event.type in catalog.SWEEP_TYPES else self._reap(event, now)
+            )
+            span.set(
+                {
+                    "reaper.event_type": event.type,
+                    "reaper.instance_id": outcome.instance_id,
+                    "reaper.project_id": outcome.project_id,
+                    "reaper.decision": outcome.outcome,
+                    "reaper.reason": outcome.reason,
+                    "reaper.clouddc.calls": list(outcome.calls or ()),
+                    "reaper.clouddc.status_codes": _status_codes(outcome.calls),
+                }
+            )
+            _LOG.info(
+                "handled",
+                extra={
+                    "event_id": event.id,
+                    "event_type": event.type,
+                    "instance_id": outcome.instance_id,
+                    "project_id": outcome.project_id,
+                    "outcome": outcome.outcome,
+                    "reason": outcome.reason,
+                    "delay": outcome.delay,
+                    "calls": list(outcome.calls) if outcome.calls else None,
+                    "busy_ms": round((time.perf_counter() - started) * 1000, 3),
+                },
+            )
         return outcome
 
     def admit(self, event: InboundEvent, caller: Caller) -> None:
@@ -206,6 +221,11 @@ class Reaper:
         job, result = decision.job, decision.result
         self.handoff.announce(job, result)
         return Outcome(result.kind, job.project_id, job.instance_id, reason=result.reason)
+
+
+def _status_codes(calls: tuple[str, ...] | None) -> list[int]:
+    """The HTTP statuses in described calls ("DELETE 204", "STATUS 200 terminated")."""
+    return [int(part) for call in calls or () for part in call.split()[1:2] if part.isdigit()]
 
 
 def _describe(call: str, answer: core.ApiAnswer, state: str | None = None) -> str:

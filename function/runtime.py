@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from function import credentials, jsonlog, schedulers
+from function import credentials, jsonlog, schedulers, tracing
 from function.clouddc import CloudDCClient
 from function.handoff import HandOff
 from function.inbound.auth import Authenticator, methods_from
@@ -19,7 +19,8 @@ _LOG = logging.getLogger("reaper.start")
 
 def build(settings: Settings) -> Reaper:
     """Create the shared clients and the reaper; logs the effective settings once."""
-    jsonlog.configure(settings.log_level)
+    jsonlog.configure(settings.log_level, settings.google_project)
+    tracing.install(tracing.from_env())
     tokens = credentials.from_settings(settings)
     assert settings.event_key is not None  # validated by Settings
     signer = EventSigner(settings.event_key, settings.event_key_previous)

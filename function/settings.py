@@ -52,6 +52,7 @@ VARIABLES: Final = frozenset(
         "REAPER_RABBITMQ_URL",
         "REAPER_RABBITMQ_QUEUE",
         "REAPER_RABBITMQ_DECLARE_QUEUE",
+        "GOOGLE_CLOUD_PROJECT",
         "REAPER_EXPIRY_KEY",
         "REAPER_WEBHOOK_SECRET",
         "REAPER_TOKEN_FROM_REQUEST",
@@ -146,6 +147,7 @@ class Settings:
     rabbitmq_url: Secret = dataclasses.field(default=Secret("amqp://guest:guest@127.0.0.1:5672/"), repr=False)
     rabbitmq_queue: str = "reaper.events"
     rabbitmq_declare_queue: bool = True
+    google_project: str | None = None  # log lines carry Cloud Logging's trace field when set
     expiry_key: str = "reaper-expires-at"
     webhook_secret: Secret | None = dataclasses.field(default=None, repr=False)
     token_from_request: bool = False
@@ -355,6 +357,7 @@ class Settings:
             "rabbitmq_url": Secret(env.get("REAPER_RABBITMQ_URL") or "amqp://guest:guest@127.0.0.1:5672/"),
             "rabbitmq_queue": env.get("REAPER_RABBITMQ_QUEUE", "reaper.events"),
             "rabbitmq_declare_queue": envvars.boolean(env, "REAPER_RABBITMQ_DECLARE_QUEUE", default=True),
+            "google_project": env.get("GOOGLE_CLOUD_PROJECT") or None,
             "expiry_key": env.get("REAPER_EXPIRY_KEY") or "reaper-expires-at",
             "webhook_secret": envvars.secret(env, "REAPER_WEBHOOK_SECRET"),
             "token_from_request": envvars.boolean(env, "REAPER_TOKEN_FROM_REQUEST", default=False),

@@ -88,6 +88,20 @@ def test_demo_runs_to_its_summary() -> None:
         "3 terminated, 0 failed with a reason, 0 skipped (refused by the guardrails), 0 without a result"
         in out
     )
+    # `reaper explain` on the demo's log: one timeline per instance, each step in order, then its result.
+    log = out.rsplit("reaper explain ", 1)[1].split()[0]
+    explained = subprocess.run(
+        [sys.executable, "-m", "function.cli", "explain", log], capture_output=True, timeout=30, check=True
+    ).stdout.decode()
+    timelines = [block for block in explained.strip().split("\n\n") if block]
+    assert len(timelines) == 3, explained
+    for block in timelines:
+        header, *steps = block.splitlines()
+        assert "instance-terminated after" in header
+        assert "step 1   instance-expired" in steps[0]
+        assert "STATUS 200 terminated" in steps[-2]
+        assert "result   instance-terminated" in steps[-1]
+        assert "trace " in steps[-1]
     workdir = next(line.split(": ")[1] for line in out.splitlines() if line.startswith("function log"))
     workdir = str(Path(workdir).parent)
     # The delay service's --db lives in the demo's workdir: nothing started there may still run.

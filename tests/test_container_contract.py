@@ -9,7 +9,7 @@ import re
 import shutil
 import socket
 import sys
-import textwrap
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -48,44 +48,48 @@ def knative_container() -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return container, spec.get("volumes", [])
 
 
-def private_root_script(argv: list[str], writable: dict[str, int], uid: str, python_home: Path) -> str:
-    """A shell script for ``unshare --mount``: every mount read-only, the declared mounts as tmpfs,
-    then the command as ``uid`` with no privileges to regain (the environment comes from the caller)."""
-    mounts = "\n".join(
-        f"mount -t tmpfs -o mode=1777,size={size} tmpfs {path}" for path, size in writable.items()
+def _blocked(target: Path, writable: Iterable[str]) -> Path | None:
+    """The highest directory on the way to ``target`` an unprivileged user cannot pass once the declared
+    mounts are in place (covered by one of them, or without the others' x bit); None when none is."""
+    for mount in map(Path, writable):
+        if target.is_relative_to(mount) and target != mount:
+            return mount / target.relative_to(mount).parts[0]
+    for step in [*reversed(target.parents), target][1:]:
+        if not step.stat().st_mode & 0o001:
+            return step
+    return None
+
+
+def private_root_script(argv: list[str], writable: dict[str, int], uid: str, needed: list[Path]) -> str:
+    """A shell script for ``unshare --mount``: every mount read-only, the declared mounts as tmpfs, each
+    ``needed`` directory reachable (read-only) for ``uid``, then the command as ``uid`` with no privileges
+    to regain. Everything happens in the private namespace: the host's files and modes are untouched."""
+    lines = ["set -eu", "for v in $(env | sed -n 's/^\\(COVERAGE[A-Z_]*\\)=.*/\\1/p'); do unset \"$v\"; done"]
+    reach: list[tuple[Path, Path, int]] = []
+    for n, target in enumerate(needed):
+        blocked = _blocked(target, writable)
+        if blocked is not None:
+            reach.append((target, blocked, n))
+            lines.append(
+                f"mkdir -p /dev/shm/reach{n} && mount --bind {_quote(str(target))} /dev/shm/reach{n}"
+            )
+    lines.append(
+        "for m in $(awk '$2 !~ \"^/(proc|sys|dev)\" {print $2}' /proc/self/mounts | sort -u); do "
+        'mount -o remount,bind,ro "$m" 2>/dev/null || true; done'
     )
-    return textwrap.dedent(
-        """\
-        set -eu
-        for v in $(env | sed -n 's/^\\(COVERAGE[A-Z_]*\\)=.*/\\1/p'); do unset "$v"; done
-        # The interpreter lives under {home}; let the unprivileged user reach it (in this namespace only).
-        stash=$(mktemp -d -p /dev/shm)
-        mount --bind {home} "$stash"
-        mount -t tmpfs -o mode=0755 tmpfs {home_parent}
-        mkdir -p {home}
-        mount --bind "$stash" {home}
-        # The checkout may sit under a declared mount (a clone in /tmp): keep it reachable, read-only.
-        project=$(mktemp -d -p /dev/shm)
-        mount --bind {root} "$project"
-        for m in $(awk '$2 !~ "^/(proc|sys|dev)" {{print $2}}' /proc/self/mounts | sort -u); do
-          mount -o remount,bind,ro "$m" 2>/dev/null || true
-        done
-        {mounts}
-        if [ ! -d {root}/function ]; then
-          mkdir -p {root}
-          mount --bind "$project" {root}
-          mount -o remount,bind,ro {root}
-        fi
-        exec setpriv --reuid={uid} --regid={uid} --clear-groups --no-new-privs -- {argv}
-        """
-    ).format(
-        home=python_home,
-        home_parent=python_home.parent,
-        root=ROOT,
-        mounts=mounts,
-        uid=uid,
-        argv=" ".join(_quote(a) for a in argv),
-    )
+    lines += [f"mount -t tmpfs -o mode=1777,size={size} tmpfs {path}" for path, size in writable.items()]
+    for target, blocked, n in reach:
+        if blocked.exists() and not any(blocked.is_relative_to(w) for w in writable):
+            lines.append(f"mount -t tmpfs -o mode=0755 tmpfs {_quote(str(blocked))}")
+        lines.append(f"mkdir -p {_quote(str(target))}")
+        for child in sorted(target.iterdir()):
+            point = _quote(str(child))
+            lines.append(f"{'mkdir' if child.is_dir() else 'touch'} {point}")
+            lines.append(f"mount --bind /dev/shm/reach{n}/{_quote(child.name)} {point}")
+            lines.append(f"mount -o remount,bind,ro {point}")
+    lines.append(f"exec setpriv --reuid={uid} --regid={uid} --clear-groups --no-new-privs -- "
+                 + " ".join(_quote(a) for a in argv))  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 def _quote(value: str) -> str:
@@ -106,15 +110,8 @@ def test_boots_under_the_knative_manifests_constraints(emulator: Emulator, tmp_p
         if m["name"] in empty_dirs
     }
     _, _, user = dockerfile()
-    python_home = Path(sys.base_prefix).resolve()
-    # Everything the interpreter needs must be outside /root's 0700 or moved into reach above.
-    home = (
-        next(p for p in python_home.parents if p.parent == Path("/root"))
-        if "/root/" in str(python_home)
-        else None
-    )
-    if home is None:
-        pytest.skip("the interpreter is not under /root; nothing to bring into reach")
+    # What the process reads: the interpreter's installation and this checkout (with its venv).
+    needed = [Path(sys.base_prefix).resolve(), ROOT]
     port = free_port()
     env = {
         "CLOUDDC_ENDPOINT": emulator.url,
@@ -129,7 +126,7 @@ def test_boots_under_the_knative_manifests_constraints(emulator: Emulator, tmp_p
             "--port", str(port)]  # fmt: skip
     script = tmp_path / "boot.sh"
     # The settings travel in the environment, not in the script: no secret in a file.
-    script.write_text(private_root_script(argv, writable, user, home))
+    script.write_text(private_root_script(argv, writable, user, needed))
     log = (tmp_path / "function.log").open("wb")
     process = Process(
         ["unshare", "--mount", "--propagation", "private", "sh", str(script)], port, env=env, stderr=log

@@ -7,7 +7,7 @@ Accepts CloudEvents in binary and structured mode (also structured JSON sent as
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from cloudevents import exceptions as ce_errors
@@ -17,6 +17,7 @@ from function.catalog import INBOUND_TYPES, INSTANCE_SWEEP, TYPE_ALIASES
 from function.errors import BadEventError
 from function.inbound import strictjson
 from function.signing import EXTENSION
+from function.tracing.context import Parent
 
 _BATCH: Final = "application/cloudevents-batch+json"
 _STRUCTURED: Final = "application/cloudevents+json"
@@ -36,6 +37,8 @@ class InboundEvent:
     subject: str | None
     data: dict[str, Any]
     signature: str | None = None  # the ``reapersignature`` extension: internal events only
+    # Where it comes from in a trace: its ``traceparent``, ``tracestate`` and ``reaperstep`` extensions.
+    parent: Parent = field(default_factory=Parent)
 
 
 def from_cloudevent(event: CloudEvent) -> InboundEvent:
@@ -53,6 +56,11 @@ def from_cloudevent(event: CloudEvent) -> InboundEvent:
         raise BadEventError("event data must be a JSON object", status=422)
     subject = event.get("subject")
     signature = event.get(EXTENSION)
+    parent = Parent(
+        traceparent=_text(event.get("traceparent")),
+        tracestate=_text(event.get("tracestate")),
+        step=_text(event.get("reaperstep")),
+    )
     return InboundEvent(
         id=str(event["id"]),
         type=event_type,
@@ -60,7 +68,12 @@ def from_cloudevent(event: CloudEvent) -> InboundEvent:
         subject=str(subject) if subject is not None else None,
         data=data,
         signature=str(signature) if signature is not None else None,
+        parent=parent,
     )
+
+
+def _text(value: object) -> str | None:
+    return str(value)[:1024] if value is not None else None
 
 
 def check_attributes(attributes: Mapping[str, object]) -> None:
