@@ -180,8 +180,8 @@ def delay_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]
     log.close()
 
 
-@pytest.fixture(scope="session")
-def sink() -> Iterator[Sink]:
+def serve_sink() -> Iterator[Sink]:
+    """A result sink on loopback for as long as the generator runs (the body of the sink fixtures)."""
     collected = Sink()
 
     @Request.application
@@ -194,6 +194,28 @@ def sink() -> Iterator[Sink]:
     collected.url = f"http://127.0.0.1:{server.server_port}/"
     yield collected
     server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def sink() -> Iterator[Sink]:
+    yield from serve_sink()
+
+
+def function_env(emulator: Emulator, delay_service: Process, sink_url: str, port: int) -> dict[str, str]:
+    """The settings of a test function on ``port``: emulator, delay service, sink and the safety settings."""
+    return {
+        "CLOUDDC_ENDPOINT": emulator.url,
+        "CLOUDDC_PROJECT_ID": PROJECT,
+        "CLOUDDC_AUTH_TOKEN": TOKEN,
+        "REAPER_DELAY_SERVICE_URL": delay_service.url,
+        "REAPER_SELF_URL": f"http://127.0.0.1:{port}/",
+        "K_SINK": sink_url,
+        "REAPER_CHECK_DELAY": "0.5",
+        "REAPER_CHECK_MAX_DELAY": "2",
+        "REAPER_DEADLINE": "60",
+        "REAPER_EVENT_KEY": EVENT_KEY,
+        "REAPER_INBOUND_AUTH": "platform",
+    }
 
 
 class Receiver:
@@ -251,19 +273,7 @@ def function_factory(
     def start(target: str = "handle", signature: str = "cloudevent", **env: str) -> Function:
         port = free_port()
         log_path = tmp_path_factory.mktemp("function") / "function.log"
-        base = {
-            "CLOUDDC_ENDPOINT": emulator.url,
-            "CLOUDDC_PROJECT_ID": PROJECT,
-            "CLOUDDC_AUTH_TOKEN": TOKEN,
-            "REAPER_DELAY_SERVICE_URL": delay_service.url,
-            "REAPER_SELF_URL": f"http://127.0.0.1:{port}/",
-            "K_SINK": sink.url,
-            "REAPER_CHECK_DELAY": "0.5",
-            "REAPER_CHECK_MAX_DELAY": "2",
-            "REAPER_DEADLINE": "60",
-            "REAPER_EVENT_KEY": EVENT_KEY,
-            "REAPER_INBOUND_AUTH": "platform",
-        }
+        base = function_env(emulator, delay_service, sink.url, port)
         merged = {k: v for k, v in {**base, **env}.items() if v is not None}
         log = log_path.open("wb")
         logs.append(log)

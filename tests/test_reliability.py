@@ -12,19 +12,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from werkzeug.wrappers import Request, Response
 
 from function.procs import Process, free_port, function_command
-from function.wsgi import threaded_server
 from tests.conftest import (
-    EVENT_KEY,
     PROJECT,
-    TOKEN,
     Emulator,
     FunctionFactory,
     Sink,
     expired,
+    function_env,
     new_id,
+    serve_sink,
     wait_until,
 )
 
@@ -35,17 +33,7 @@ EXPIRED_LONG_AGO = {"reaper-expires-at": "2020-01-01T00:00:00Z"}
 @pytest.fixture
 def own_sink() -> Iterator[Sink]:
     """A sink of this test's own, so its outage touches no other test's chains."""
-    collected = Sink()
-
-    @Request.application
-    def app(request: Request) -> Response:
-        return Response("", collected.receive(request.get_data()))
-
-    server = threaded_server("127.0.0.1", 0, app)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    collected.url = f"http://127.0.0.1:{server.server_port}/"
-    yield collected
-    server.shutdown()
+    yield from serve_sink()
 
 
 def deletes(emulator: Emulator, instance: str) -> int:
@@ -116,17 +104,9 @@ def test_sigterm_under_load_every_answered_event_is_finished(
     """SIGTERM while events stream in: requests in hand finish, no new ones start, and every event
     answered 2xx has its follow-up, so (with a new process on the same address) it ends in a result."""
     port = free_port()
-    env = {
-        "CLOUDDC_ENDPOINT": emulator.url,
-        "CLOUDDC_PROJECT_ID": PROJECT,
-        "CLOUDDC_AUTH_TOKEN": TOKEN,
-        "REAPER_DELAY_SERVICE_URL": delay_service.url,
-        "REAPER_SELF_URL": f"http://127.0.0.1:{port}/",
-        "K_SINK": own_sink.url,
+    env = function_env(emulator, delay_service, own_sink.url, port) | {
         "REAPER_CHECK_DELAY": "1",
         "REAPER_DEADLINE": "120",
-        "REAPER_EVENT_KEY": EVENT_KEY,
-        "REAPER_INBOUND_AUTH": "platform",
     }
     log = (tmp_path / "function.log").open("wb")
     first = Process(function_command(port, "handle_http", "http"), port, env=env, stderr=log).start()

@@ -18,7 +18,7 @@ from cloudevents.conversion import to_binary, to_structured
 from function import jsonlog
 from function.procs import Process, free_port, function_command
 from function.tracing import context
-from tests.conftest import EVENT_KEY, PROJECT, TOKEN, Emulator, Sink, expired, new_id
+from tests.conftest import EVENT_KEY, PROJECT, TOKEN, Emulator, Sink, expired, function_env, new_id
 
 INBOUND_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 INBOUND_SPAN = "00f067aa0ba902b7"
@@ -118,16 +118,7 @@ def test_one_trace_per_chain_with_its_spans(
     trace: the first parented by the inbound traceparent (a CloudEvent extension, or the HTTP header),
     each next one by the step before; the result carries the trace; counters are exported."""
     port = free_port()
-    env = {
-        "CLOUDDC_ENDPOINT": emulator.url,
-        "CLOUDDC_PROJECT_ID": PROJECT,
-        "CLOUDDC_AUTH_TOKEN": TOKEN,
-        "REAPER_DELAY_SERVICE_URL": delay_service.url,
-        "REAPER_SELF_URL": f"http://127.0.0.1:{port}/",
-        "K_SINK": sink.url,
-        "REAPER_CHECK_DELAY": "0.5",
-        "REAPER_EVENT_KEY": EVENT_KEY,
-        "REAPER_INBOUND_AUTH": "platform",
+    env = function_env(emulator, delay_service, sink.url, port) | {
         "OTEL_TRACES_EXPORTER": "console",
         "OTEL_METRICS_EXPORTER": "console",
         "OTEL_METRIC_EXPORT_INTERVAL": "500",
