@@ -83,17 +83,18 @@ class Reaper:
             outcome = (
                 self.sweeper.handle(event) if event.type in catalog.SWEEP_TYPES else self._reap(event, now)
             )
-            span.set(
-                {
-                    "reaper.event_type": event.type,
-                    "reaper.instance_id": outcome.instance_id,
-                    "reaper.project_id": outcome.project_id,
-                    "reaper.decision": outcome.outcome,
-                    "reaper.reason": outcome.reason,
-                    "reaper.clouddc.calls": list(outcome.calls or ()),
-                    "reaper.clouddc.status_codes": _status_codes(outcome.calls),
-                }
-            )
+            if span.recording:
+                span.set(
+                    {
+                        "reaper.event_type": event.type,
+                        "reaper.instance_id": outcome.instance_id,
+                        "reaper.project_id": outcome.project_id,
+                        "reaper.decision": outcome.outcome,
+                        "reaper.reason": outcome.reason,
+                        "reaper.clouddc.calls": list(outcome.calls or ()),
+                        "reaper.clouddc.status_codes": _status_codes(outcome.calls),
+                    }
+                )
             _LOG.info(
                 "handled",
                 extra={

@@ -102,14 +102,12 @@ class Sweeper:
         if failed is None:
             _LOG.info("swept", extra=extra)
             return Outcome("swept", project, instances=len(ids), batches=batches)
+        why = f"ListInstances answered {failed.status or failed.failure}"
         if not failed.transient:
-            raise RetryableError(
-                f"ListInstances answered {failed.status}"
-            )  # 401 after a reload, 403: redeliver
+            raise RetryableError(why)  # a 401 after the token reload, a 403: the source redelivers
         retried, plan = core.plan_retry(
             dataclasses.replace(page, marker=marker), failed, now, self._policy, self._rand
         )
-        why = f"ListInstances answered {failed.status or failed.failure}"
         if isinstance(plan, str):
             _LOG.warning("sweep gave up", extra={**extra, "reason": plan, "error": why})
             return Outcome("abandoned", project, reason=plan, instances=len(ids), batches=batches)

@@ -76,6 +76,18 @@ class Fault:
     delay: float = 0.0
     echo: bool = False  # the error message quotes the request's X-Auth-Token, as careless gateways do
 
+    @classmethod
+    def of(cls, step: dict[str, Any]) -> Fault:
+        """A fault from one step of an admin script (``status``, ``retry_after``, ``reset``, ...)."""
+        retry_after = step.get("retry_after")
+        return cls(
+            status=step.get("status"),
+            retry_after=str(retry_after) if retry_after is not None else None,
+            reset=bool(step.get("reset", False)),
+            delay=float(step.get("delay", 0.0)),
+            echo=bool(step.get("echo", False)),
+        )
+
 
 class Fleet:
     """All instances and the emulator's bookkeeping, guarded by one lock."""
@@ -175,25 +187,13 @@ class Fleet:
             if not script:
                 return None
             step = script.pop(0)
-        retry_after = step.get("retry_after")
-        return Fault(
-            status=step.get("status"),
-            retry_after=str(retry_after) if retry_after is not None else None,
-            reset=bool(step.get("reset", False)),
-            delay=float(step.get("delay", 0.0)),
-            echo=bool(step.get("echo", False)),
-        )
+        return Fault.of(step)
 
     def next_paged_list_fault(self) -> Fault | None:
         """Pop the next scripted fault for a paged listing (None when the script is empty or says none)."""
         with self._lock:
             step = self.config.paged_list_faults.pop(0) if self.config.paged_list_faults else {}
-        if not step:
-            return None
-        retry_after = step.get("retry_after")
-        return Fault(
-            status=step.get("status"), retry_after=str(retry_after) if retry_after is not None else None
-        )
+        return Fault.of(step) if step else None
 
     def random_fault(self) -> Fault | None:
         """A fault drawn from ``config.fault_rates`` for one call (None for most calls)."""

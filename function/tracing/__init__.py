@@ -12,9 +12,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Final
 
-from function.tracing.context import Parent, StepContext, active, current, outgoing, start
+from function.tracing.context import Parent, StepContext, active, outgoing, start
 
-__all__ = ["Parent", "Span", "StepContext", "Telemetry", "current", "install", "outgoing", "telemetry"]
+__all__ = ["Parent", "Span", "StepContext", "Telemetry", "install", "outgoing", "telemetry"]
 
 AttributeValue = str | int | float | bool | Sequence[str] | Sequence[int]
 _DISABLED: Final = frozenset({"", "none"})
@@ -22,6 +22,8 @@ _DISABLED: Final = frozenset({"", "none"})
 
 class Span:
     """A handler step: its trace context, and attributes an exporter may record."""
+
+    recording = False  # nothing records attributes: callers need not build them
 
     def __init__(self, context: StepContext) -> None:
         self.context = context
@@ -32,8 +34,6 @@ class Span:
 
 class Telemetry:
     """Trace contexts without an exporter: ids for the logs and the events, nothing else."""
-
-    enabled = False
 
     @contextmanager
     def step(self, name: str, parent: Parent) -> Iterator[Span]:

@@ -31,6 +31,8 @@ from function.tracing.context import Parent, StepContext, active, parse_tracepar
 
 
 class _OtelSpan(Span):
+    recording = True
+
     def __init__(self, context: StepContext, span: trace.Span) -> None:
         super().__init__(context)
         self._span = span
@@ -42,8 +44,6 @@ class _OtelSpan(Span):
 
 class OtelTelemetry(Telemetry):
     """Spans and counters through the OpenTelemetry SDK."""
-
-    enabled = True
 
     def __init__(self, env: Mapping[str, str]) -> None:
         resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME") or "reaper"})
