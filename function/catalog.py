@@ -119,6 +119,8 @@ def job_to_data(job: Job) -> dict[str, Any]:
         "redeletes": job.redeletes,
         "expired_at": _time_or_none(job.expired_at),
         "throttles": job.throttles,
+        "expected_delete_seconds": job.expected,
+        "seen_running_at": _time_or_none(job.seen_at),
     }
 
 
@@ -137,7 +139,13 @@ def job_from_data(data: dict[str, Any]) -> Job:
         redeletes=data["redeletes"],
         expired_at=_parse_or_none(data.get("expired_at")),
         throttles=data.get("throttles", 0),
+        expected=_seconds_or_none(data.get("expected_delete_seconds")),
+        seen_at=_parse_or_none(data.get("seen_running_at")),
     )
+
+
+def _seconds_or_none(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
 
 
 def batch_to_data(job: BatchJob) -> dict[str, Any]:

@@ -64,11 +64,10 @@ class CloudDCClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._credentials = credentials
-        self._http = outbound.client(
-            base_url=endpoint.rstrip("/"),
+        self._http = outbound.Endpoint(
+            endpoint,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
-            headers={"Accept": "application/json", "User-Agent": "reaper/0.1"},
+            headers={"Accept": "application/json"},
             transport=transport,
         )
 
@@ -126,7 +125,7 @@ class CloudDCClient:
         return self._call_json(method, path)[0]
 
     def _call_json(self, method: str, path: str, **kwargs: Any) -> tuple[ApiAnswer, dict[str, Any]]:
-        request = self._http.build_request(method, path, **kwargs)
+        request = self._http.request(method, path, **kwargs)
         self._credentials.apply(request)  # a token header, or an AK/SK signature over the whole request
         started = time.perf_counter()
         try:

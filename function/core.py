@@ -26,6 +26,7 @@ from function.gate import DELETABLE_STATES, FAILED_STATES, SHUTTING_DOWN, TERMIN
 
 Rand = Callable[[], float]
 Action = Literal["status", "delete"]
+CheckSchedule = Literal["learned", "fixed"]
 ResultKind = Literal["terminated", "failed", "skipped"]
 
 __all__ = ["DELETABLE_STATES", "FAILED_STATES", "SHUTTING_DOWN", "TERMINATED", "normalise_state"]
@@ -34,6 +35,14 @@ EVERY_PROJECT: Final = gate.Rules(
 )  # the pure core's default; settings refuse by default
 _NOT_FOUND_TEXT: Final = re.compile(r"not[ _-]?(?:found|exist)|does not exist|no such", re.I)
 _ACCEPTED: Final = frozenset({200, 202, 204})
+# The learned check schedule (issue 13). A scout's first check comes at half the estimate, so an estimate
+# that is too high shows itself; one chain in 16 scouts (about 0.06 reads per instance).
+SCOUT_SHARE: Final = 1 / 16
+SCOUT_AT: Final = 0.5
+# Each finished delete moves the estimate by at least a quarter of the way to what it showed (the first
+# few by more), and by at most doubling it: one instance stuck for an hour cannot make the fleet wait.
+LEARN_RATE: Final = 0.25
+MAX_RISE: Final = 2.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,8 @@ class Policy:
     jitter: float = 0.2
     max_retry_after: float = 3600.0
     min_delay: float = 1.0
+    schedule: CheckSchedule = "learned"
+    check_step: float = 0.05  # after the expected end, checks come this share of the estimate apart
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,8 @@ class Job:
     redeletes: int = 0
     expired_at: float | None = None
     throttles: int = 0
+    expected: float | None = None  # seconds this chain expects its delete to take (learned schedule)
+    seen_at: float | None = None  # the last status read that found the accepted delete still running
 
     @classmethod
     def new(
@@ -81,9 +94,21 @@ class Job:
         now: float,
         policy: Policy,
         expired_at: float | None = None,
+        expected: float | None = None,
     ) -> Job:
-        """Start a job for an instance-expired event received at ``now`` (``expired_at``: its claim)."""
-        return cls(instance_id, project_id, origin_id, now, now + policy.deadline, expired_at=expired_at)
+        """Start a job for an instance-expired event received at ``now`` (``expired_at``: its claim).
+
+        ``expected``: the process's estimate of how long a delete takes (the learned schedule's input).
+        """
+        return cls(
+            instance_id,
+            project_id,
+            origin_id,
+            now,
+            now + policy.deadline,
+            expired_at=expired_at,
+            expected=expected if policy.schedule == "learned" else None,
+        )
 
     def step_key(self, action: Action) -> str:
         """A label unique along one job's chain: duplicates of a step get the same label."""
@@ -347,12 +372,77 @@ def _on_state(
         return CallRead(dataclasses.replace(checked, redeletes=checked.redeletes + 1))
     if now >= job.deadline_at:
         return Finish(checked, failure("deadline-exceeded", answer, now, state=state))
-    return _schedule_check(checked, now, policy, rand, f"state {state}")
+    return _schedule_check(dataclasses.replace(checked, seen_at=now), now, policy, rand, f"state {state}")
 
 
 def _schedule_check(job: Job, now: float, policy: Policy, rand: Rand, why: str) -> Decision:
-    delay = check_delay(job.checks, policy, rand)
-    return Schedule("status", job, clamp(delay, job, now, policy), why)
+    return Schedule("status", job, clamp(next_check(job, now, policy, rand), job, now, policy), why)
+
+
+def next_check(job: Job, now: float, policy: Policy, rand: Rand) -> float:
+    """Seconds until the next status check of an accepted delete.
+
+    Learned: the first check lands when the delete is expected to be done (``job.expected`` seconds after
+    it was accepted; a scout's at half that), later ones a short step apart that grows with how late the
+    delete runs, so detection lags by a small share of the delete time; capped and jittered. Fixed (or a
+    chain from before the learned schedule): ``check_delay``'s doubling backoff.
+    """
+    if policy.schedule == "fixed" or job.expected is None or job.deleted_at is None:
+        return check_delay(job.checks, policy, rand)
+    expected = job.expected
+    elapsed = max(0.0, now - job.deleted_at)
+    if elapsed < expected:
+        first = expected * SCOUT_AT if job.seen_at is None and rand() < SCOUT_SHARE else expected
+        delay = max(first, elapsed + policy.min_delay) - elapsed
+    else:
+        delay = max(policy.check_step * expected, elapsed - expected) * (1.0 - policy.jitter * rand())
+    return min(policy.check_max_delay, max(policy.min_delay, delay))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A process's running estimate of accepted-delete → terminated, and how many deletes it has seen."""
+
+    seconds: float
+    samples: int = 0
+
+
+@dataclass(frozen=True)
+class DeleteTiming:
+    """What one finished delete showed: gone ``done`` s after it was accepted, still running at ``seen``."""
+
+    done: float
+    seen: float | None
+
+
+def timing(job: Job, result: Result) -> DeleteTiming | None:
+    """What a finished chain tells about how long deletes take (None: nothing to learn from it)."""
+    if result.kind != "terminated" or result.already_absent or job.deleted_at is None or job.redeletes:
+        return None
+    done = result.at - job.deleted_at
+    if done <= 0:
+        return None
+    seen = job.seen_at - job.deleted_at if job.seen_at is not None and job.seen_at > job.deleted_at else None
+    return DeleteTiming(done, seen)
+
+
+def learn(estimate: Estimate, observed: DeleteTiming, policy: Policy) -> Estimate:
+    """The estimate after one more finished delete (the learned schedule's only state).
+
+    A delete gone at the first look took at most ``done``: probe a quarter step earlier. One pinned between
+    two checks a short step apart took about ``done``. A wide bracket (a scout, or the backoff of a cold
+    start) only says the delete took longer than ``seen`` and at most ``done``: move just inside it.
+    """
+    current = estimate.seconds
+    if observed.seen is None:
+        target = min(current, observed.done * (1.0 - policy.check_step / 4))
+    elif observed.done - observed.seen <= 2 * policy.check_step * observed.done:
+        target = observed.done
+    else:
+        target = min(max(current, observed.seen * (1.0 + policy.check_step)), observed.done)
+    weight = max(LEARN_RATE, 1.0 / (estimate.samples + 1))
+    seconds = current + weight * (min(target, current * MAX_RISE) - current)
+    return Estimate(min(max(seconds, policy.min_delay), policy.deadline), estimate.samples + 1)
 
 
 class Retryable(Protocol):

@@ -6,12 +6,14 @@ A handler's wall time is its API calls and nothing else: waits leave as delayed 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from function import catalog, core, gate, tracing
 from function.clouddc import CloudDCClient, check_id
@@ -23,7 +25,9 @@ from function.inbound.auth import Caller
 from function.outcome import Outcome
 from function.settings import Settings
 from function.signing import EventSigner
-from function.sweeping import Sweeper
+
+if TYPE_CHECKING:
+    from function.sweeping import Sweeper
 
 _LOG = logging.getLogger("reaper.decisions")
 # Read, DELETE, status after a 400, token reload, re-read...: the core needs at most a handful.
@@ -42,6 +46,7 @@ def policy_from(settings: Settings) -> core.Policy:
         deadline=settings.deadline,
         rules=rules_from(settings),
         max_retries=settings.max_retries,
+        schedule="fixed" if settings.check_schedule == "fixed" else "learned",
     )
 
 
@@ -69,7 +74,14 @@ class Reaper:
 
     def __post_init__(self) -> None:
         self.policy = policy_from(self.settings)
-        self.sweeper = Sweeper(
+        self.estimate = DeleteTimes(self.settings.expected_delete_seconds or self.settings.check_delay)
+
+    @functools.cached_property
+    def sweeper(self) -> Sweeper:
+        """The sweep handler, built (and imported) with the first sweep: a cold start skips it."""
+        from function.sweeping import Sweeper
+
+        return Sweeper(
             self.settings, self.client, self.tokens, self.handoff, self.policy, self.clock, self.rand
         )
 
@@ -124,6 +136,8 @@ class Reaper:
             decision = core.start(job, now, self.policy)
         else:
             job = catalog.job_from_data(event.data)
+            if job.expected is not None:
+                self.estimate.adopt(job.expected)
             action: core.Action = "status" if event.type == catalog.INSTANCE_STATUS_CHECK else "delete"
             decision = core.resume(action, job, now, self.policy)
         return self._run(decision)
@@ -143,6 +157,7 @@ class Reaper:
             now,
             self.policy,
             expired_at=catalog.parse_time(claimed) if isinstance(claimed, str) else None,
+            expected=self.estimate.seconds(),
         )
 
     def _run(self, decision: core.Decision) -> Outcome:
@@ -221,7 +236,33 @@ class Reaper:
     def _finish(self, decision: core.Finish) -> Outcome:
         job, result = decision.job, decision.result
         self.handoff.announce(job, result)
+        observed = core.timing(job, result)
+        if observed is not None:
+            self.estimate.learn(observed, self.policy)
         return Outcome(result.kind, job.project_id, job.instance_id, reason=result.reason)
+
+
+class DeleteTimes:
+    """This process's estimate of how long an accepted delete takes (thread-safe; the core computes it)."""
+
+    def __init__(self, seed: float) -> None:
+        self._estimate = core.Estimate(seed)
+        self._lock = threading.Lock()
+
+    def seconds(self) -> float:
+        """The current estimate."""
+        return self._estimate.seconds
+
+    def learn(self, observed: core.DeleteTiming, policy: core.Policy) -> None:
+        """Fold one finished delete into the estimate."""
+        with self._lock:
+            self._estimate = core.learn(self._estimate, observed, policy)
+
+    def adopt(self, carried: float) -> None:
+        """A process that has seen no delete yet takes the estimate a follow-up carries: not blind."""
+        with self._lock:
+            if self._estimate.samples == 0:
+                self._estimate = core.Estimate(carried)
 
 
 def _status_codes(calls: tuple[str, ...] | None) -> list[int]:

@@ -34,7 +34,7 @@ class ResultSink:
         self._url = sink_url
         self._http = outbound.client(
             timeout=timeout,
-            transport=transport or httpx.HTTPTransport(retries=2, verify=outbound.tls_context()),
+            transport=transport or outbound.transport(connect_retries=2),
         )
 
     def emit(self, event: CloudEvent) -> SinkAnswer:

@@ -19,6 +19,7 @@ from function.errors import SettingsError
 from function.secret import Secret
 
 SCHEDULERS: Final = ("local", "cloudtasks", "qstash", "rabbitmq")
+CHECK_SCHEDULES: Final = ("learned", "fixed")
 # Every variable reaper reads (tests keep this in sync with from_env), plus the server's own.
 VARIABLES: Final = frozenset(
     {
@@ -33,6 +34,8 @@ VARIABLES: Final = frozenset(
         "K_SINK",
         "REAPER_CHECK_DELAY",
         "REAPER_CHECK_MAX_DELAY",
+        "REAPER_CHECK_SCHEDULE",
+        "REAPER_EXPECTED_DELETE_SECONDS",
         "REAPER_DEADLINE",
         "REAPER_DRY_RUN",
         "REAPER_HTTP_TIMEOUT",
@@ -128,6 +131,10 @@ class Settings:
     sink_url: str | None = None
     check_delay: float = 15.0
     check_max_delay: float = 300.0
+    # learned: the first check when the delete is expected done, from observed deletes (issue 13);
+    # fixed: REAPER_CHECK_DELAY, then doubling. The estimate starts at expected_delete_seconds.
+    check_schedule: str = "learned"
+    expected_delete_seconds: float | None = None
     deadline: float = 7200.0
     dry_run: bool = False
     http_timeout: float = 10.0
@@ -187,6 +194,12 @@ class Settings:
             raise SettingsError("REAPER_CHECK_MAX_DELAY must be >= REAPER_CHECK_DELAY")
         if self.deadline <= self.check_delay:
             raise SettingsError("REAPER_DEADLINE must be longer than REAPER_CHECK_DELAY")
+        if self.check_schedule not in CHECK_SCHEDULES:
+            raise SettingsError(
+                f"REAPER_CHECK_SCHEDULE={self.check_schedule!r}: expected one of {', '.join(CHECK_SCHEDULES)}"
+            )
+        if self.expected_delete_seconds is not None and not 0 < self.expected_delete_seconds < self.deadline:
+            raise SettingsError("REAPER_EXPECTED_DELETE_SECONDS must be above 0 and below REAPER_DEADLINE")
         self._check_transport()
         self._check_trust()
 
@@ -338,6 +351,8 @@ class Settings:
             "sink_url": env.get("K_SINK") or None,
             "check_delay": envvars.seconds(env, "REAPER_CHECK_DELAY", 15.0),
             "check_max_delay": envvars.seconds(env, "REAPER_CHECK_MAX_DELAY", 300.0),
+            "check_schedule": env.get("REAPER_CHECK_SCHEDULE", "learned").strip().lower(),
+            "expected_delete_seconds": envvars.seconds(env, "REAPER_EXPECTED_DELETE_SECONDS", 0.0) or None,
             "deadline": envvars.seconds(env, "REAPER_DEADLINE", 7200.0),
             "dry_run": envvars.boolean(env, "REAPER_DRY_RUN", default=False),
             "http_timeout": envvars.seconds(env, "REAPER_HTTP_TIMEOUT", 10.0),

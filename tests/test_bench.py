@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench import load
-from bench.__main__ import THROUGHPUT_POINTS, report
+from bench.__main__ import FLEETS, THROUGHPUT_POINTS, plot, report
 from tests.conftest import Receiver
 
 
@@ -18,19 +18,33 @@ def test_load_generator_counts_answers(receiver: Receiver) -> None:
 
 
 def test_report_has_every_table_and_row() -> None:
-    """The rendered page has the rows the benchmark issue asks for."""
-    row = {"busy_ms": 20.0, "calls": 4.0, "lag_median": 30.0, "lag_p95": 40.0, "lag_max": 45.0}
-    cost = {
-        "reaper": row,
-        "naive": {**row, "busy_ms": 60_000.0, "calls": 13.0},
-        "ideal": {**row, "busy_ms": 1.5},
+    """The rendered page has the rows issue 13 asks for, each figure beside its target, and the plot."""
+    row = {
+        "busy_ms": 20.0,
+        "calls": 2.2,
+        "reads": 1.0,
+        "lag_median": 3.0,
+        "lag_p95": 4.0,
+        "lag_max": 4.5,
+        "lag_p95_share": 0.07,
+        "finished": 100,
+        "count": 100,
     }
+    rows = [
+        {"schedule": schedule, "fleet": label, "T": seconds, **row, "cold": row}
+        for label, seconds, _ in FLEETS
+        for schedule in ("learned", "fixed")
+    ]
+    rows[-1] = {**rows[-1], "calls": 4.0, "lag_p95_share": 0.6}
+    rows.append(
+        {"schedule": "naive", "fleet": "T = 60 s", "T": 60.0, **row, "busy_ms": 60_000.0, "calls": 13.0}
+    )
     tp = [
         {
             "label": label,
             "threads": threads,
             "latency_ms": latency * 1000,
-            "rate": 100.0,
+            "rate": 100.0 if label == "reaper" else 400.0,
             "p50": 1.0,
             "p99": 2.0,
             "cpu_ms": 1.0,
@@ -38,7 +52,13 @@ def test_report_has_every_table_and_row() -> None:
         }
         for label, _, threads, latency in THROUGHPUT_POINTS
     ]
-    cold = {"no-op": {"start_ms": 100.0, "import_ms": 50.0}, "reaper": {"start_ms": 150.0, "import_ms": 80.0}}
+    cold = {
+        "no-op": {"start_ms": 100.0, "import_ms": 50.0},
+        "reaper": {"start_ms": 120.0, "import_ms": 80.0},
+        "pairs": 11,
+        "pair_ratio_median": 1.2,
+        "pair_ratio_range": [1.1, 1.4],
+    }
     mem = {"noop_idle": 20.0, "idle": 30.0, "after_2000": 40.0, "after_10000": 41.0, "events": 12_000}
     trans = [
         {"name": "local", "against": "x", "p50": 1.0, "p99": 2.0},
@@ -52,15 +72,32 @@ def test_report_has_every_table_and_row() -> None:
         "lists": 22,
         "finished": 300,
     }
-    text = report(cost, tp, cold, mem, trans, sweep, "make bench", 300.0, 0.0)
+    results = {
+        "cost": {"rows": rows, "ideal": {"busy_ms": 1.5}},
+        "throughput": tp,
+        "cold": cold,
+        "memory": mem,
+        "transports": trans,
+        "sweep": sweep,
+        "instructions": {"no-op": 1_000_000.0, "reaper": 2_500_000.0},
+    }
+    text = report(results, "make bench", 300.0, 0.0)
     for needle in (
-        "| no-op |",
+        "| learned | T = 20 s | 2.20 |",
+        "| fixed |",
         "| naive |",
         "| ideal |",
-        "| cold start",
+        "| cold start vs a no-op, median of 11 interleaved pairs | 1.20x | ≤ 1.3x | met |",
+        "| server CPU per event, THREADS=16 | 1.00 ms (no-op 1.00) | ≤ 1.2 ms | met |",
+        "= 25% | ≥ 40 % | **missed** |",
+        "| instructions per event (callgrind) | 2.50 M (no-op 1.00 M = 2.50x)",
+        "grows 10.0 MB over its first 2,000 events",
         "| RSS",
-        "| busy",
-        "| API calls",
-        "1/3,000",
+        "schedule.svg",
+        "`make bench`",
     ):
         assert needle in text, needle
+    svg = plot(rows)
+    assert svg.startswith("<svg")
+    assert svg.count("<circle") == 2  # T = 20 s, learned and fixed
+    assert svg.count("<polygon") == 2  # the mixed fleet

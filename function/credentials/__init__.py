@@ -13,8 +13,6 @@ first, the chain's source as the fallback (``request``). Every source answers ``
 from __future__ import annotations
 
 from function.credentials.aksk import AkSkCredentials
-from function.credentials.iam import IamTokenSource
-from function.credentials.metadata import MetadataKeys
 from function.credentials.request import Credentials, RequestScoped, request_credentials
 from function.credentials.token import TokenSource
 from function.settings import Settings
@@ -32,6 +30,8 @@ def from_settings(settings: Settings) -> Credentials:
         assert settings.iam_domain is not None
         assert settings.iam_user is not None
         assert settings.project_id is not None  # all checked by Settings
+        from function.credentials.iam import IamTokenSource  # only its users pay for importing it
+
         chosen = IamTokenSource(
             settings.iam_endpoint,
             settings.iam_domain,
@@ -45,6 +45,8 @@ def from_settings(settings: Settings) -> Credentials:
             settings.sdk_ak, settings.sdk_sk, settings.sdk_security_token, settings.project_id
         )
     elif settings.credentials_from_metadata:
+        from function.credentials.metadata import MetadataKeys
+
         chosen = MetadataKeys(settings.metadata_url, settings.project_id, timeout=settings.http_timeout)
     if settings.token_from_request:
         return RequestScoped(chosen)

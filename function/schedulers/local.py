@@ -26,10 +26,8 @@ class LocalScheduler:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._target = target_url
-        self._http = outbound.client(
-            base_url=service_url.rstrip("/"),
-            timeout=timeout,
-            transport=transport or httpx.HTTPTransport(retries=1, verify=outbound.tls_context()),
+        self._http = outbound.Endpoint(
+            service_url, timeout=httpx.Timeout(timeout), transport=transport, connect_retries=1
         )
 
     def schedule(self, event: CloudEvent, delay: float, dedup_key: str) -> None:
@@ -41,7 +39,7 @@ class LocalScheduler:
             "event": to_dict(event),
         }
         try:
-            response = self._http.post("/v1/events", json=body)
+            response = self._http.send(self._http.request("POST", "/v1/events", json=body))
         except httpx.HTTPError as exc:
             raise HandOffError(f"delay service unreachable: {type(exc).__name__}") from None
         if response.status_code not in _OK:

@@ -1,0 +1,253 @@
+"""An httpx transport on per-thread ``http.client`` keep-alive connections.
+
+Why not httpx's own transport: httpcore's pool takes one lock per request for every thread of a worker
+and parses with h11, which made two thirds of reaper's CPU per event (issue 13's profile); and its
+``keepalive_expiry`` (5 s) drops every pooled connection between follow-ups that come 15 s or more
+apart, so each check paid a new connection (a TLS handshake in production). Here each thread keeps one
+connection per origin and reuses it for as long as the server keeps it open.
+
+Reuse is safe by construction: a pooled connection is checked for a close from the server before each
+use (a readable idle socket means EOF or junk), and dropped once past the server's ``Keep-Alive:
+timeout`` or ``max_idle``. If a request still meets a connection the server closed (the close raced
+the send), it is sent again on a new connection only when nothing came back and the method is
+idempotent (RFC 9110 §9.2.2).
+"""
+
+from __future__ import annotations
+
+import http.client
+import select
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+import httpx
+
+IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+# An origin that sent no Keep-Alive timeout: idle connections older than this are not trusted (load
+# balancers commonly drop idle flows after 60 s without telling either side).
+MAX_IDLE: Final = 55.0
+_FAILURES: Final = (OSError, http.client.HTTPException, ValueError)
+_STALE: Final = (
+    http.client.RemoteDisconnected,
+    ConnectionResetError,
+    BrokenPipeError,
+    ConnectionAbortedError,
+)
+
+Origin = tuple[str, str, int]
+
+
+@dataclass
+class _Pooled:
+    """One thread's connection to one origin and when it stops being trusted."""
+
+    connection: http.client.HTTPConnection
+    usable_until: float
+
+
+class KeepAliveTransport(httpx.BaseTransport):
+    """Sends each request on the calling thread's own keep-alive connection to the request's origin."""
+
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext] | None = None,
+        max_idle: float = MAX_IDLE,
+        connect_retries: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ssl_context = ssl_context
+        self._max_idle = max_idle
+        self._connect_retries = connect_retries
+        self._clock = clock
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._every: set[http.client.HTTPConnection] = set()
+        self._closed = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` and read the whole answer (reaper's answers are small JSON bodies)."""
+        origin = _origin(request.url)
+        body = request.read()
+        timeouts = request.extensions.get("timeout", {})
+        connection = self._take(origin)
+        reused = connection is not None
+        if connection is None:
+            connection = self._open(origin, timeouts, request)
+        try:
+            return self._exchange(connection, request, body, timeouts, origin)
+        except _FAILURES as exc:
+            self._discard(connection)
+            if not (reused and isinstance(exc, _STALE) and request.method in IDEMPOTENT):
+                raise _mapped(exc, request, connecting=False) from exc
+        except BaseException:
+            self._discard(connection)
+            raise
+        # The server closed a kept-alive connection as we reused it, and nothing was answered: once more.
+        connection = self._open(origin, timeouts, request)
+        try:
+            return self._exchange(connection, request, body, timeouts, origin)
+        except BaseException as exc:
+            self._discard(connection)
+            if isinstance(exc, _FAILURES):
+                raise _mapped(exc, request, connecting=False) from exc
+            raise
+
+    def close(self) -> None:
+        """Close every connection any thread opened."""
+        with self._lock:
+            self._closed = True
+            connections, self._every = self._every, set()
+        for connection in connections:
+            connection.close()
+
+    # -- connections ------------------------------------------------------------------------------
+    def _pool(self) -> dict[Origin, _Pooled]:
+        pool: dict[Origin, _Pooled] | None = getattr(self._local, "pool", None)
+        if pool is None:
+            pool = self._local.pool = {}
+        return pool
+
+    def _take(self, origin: Origin) -> http.client.HTTPConnection | None:
+        """This thread's idle connection to ``origin``, if it is still trustworthy."""
+        pooled = self._pool().pop(origin, None)
+        if pooled is None:
+            return None
+        if self._clock() < pooled.usable_until and not _dropped(pooled.connection):
+            return pooled.connection
+        self._discard(pooled.connection)
+        return None
+
+    def _open(
+        self, origin: Origin, timeouts: dict[str, float | None], request: httpx.Request
+    ) -> http.client.HTTPConnection:
+        scheme, host, port = origin
+        connection: http.client.HTTPConnection
+        if scheme == "https":
+            context = self._tls()
+            connection = http.client.HTTPSConnection(
+                host, port, timeout=timeouts.get("connect"), context=context
+            )
+        else:
+            connection = http.client.HTTPConnection(host, port, timeout=timeouts.get("connect"))
+        for attempt in range(self._connect_retries + 1):
+            try:
+                connection.connect()
+                break
+            except (OSError, ssl.SSLError) as exc:
+                connection.close()
+                if attempt == self._connect_retries:
+                    raise _mapped(exc, request, connecting=True) from exc
+        assert connection.sock is not None
+        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._lock:
+            if self._closed:
+                connection.close()
+                raise httpx.ConnectError("transport is closed", request=request)
+            self._every.add(connection)
+        return connection
+
+    def _tls(self) -> ssl.SSLContext:
+        """The TLS context, built on the first HTTPS connection (a cold start that needs none skips it)."""
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
+        elif not isinstance(self._ssl_context, ssl.SSLContext):
+            self._ssl_context = self._ssl_context()
+        return self._ssl_context
+
+    def _discard(self, connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            self._every.discard(connection)
+        connection.close()
+
+    def _exchange(
+        self,
+        connection: http.client.HTTPConnection,
+        request: httpx.Request,
+        body: bytes,
+        timeouts: dict[str, float | None],
+        origin: Origin,
+    ) -> httpx.Response:
+        assert connection.sock is not None
+        connection.sock.settimeout(timeouts.get("write"))
+        connection.putrequest(
+            request.method, request.url.raw_path.decode("ascii"), skip_host=True, skip_accept_encoding=True
+        )
+        for name, value in request.headers.raw:
+            connection.putheader(name, value)
+        connection.endheaders(body or None)
+        connection.sock.settimeout(timeouts.get("read"))
+        response = connection.getresponse()
+        content = response.read()
+        headers = response.getheaders()
+        if response.will_close:
+            self._discard(connection)
+        else:
+            self._pool()[origin] = _Pooled(connection, self._clock() + self._idle_limit(response))
+        return httpx.Response(
+            response.status,
+            headers=headers,
+            content=content,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason.encode("latin-1")},
+        )
+
+    def _idle_limit(self, response: http.client.HTTPResponse) -> float:
+        """How long the connection may idle: the server's Keep-Alive timeout less a margin, if it said."""
+        stated = response.getheader("keep-alive")
+        for part in (stated or "").split(","):
+            name, _, value = part.strip().partition("=")
+            if name.strip().lower() == "timeout":
+                try:
+                    seconds = float(value)
+                    return max(0.0, min(self._max_idle, seconds - min(1.0, seconds / 2)))
+                except ValueError:
+                    break
+        return self._max_idle
+
+
+def _origin(url: httpx.URL) -> Origin:
+    scheme = url.scheme
+    if scheme not in _DEFAULT_PORTS:
+        raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
+    return scheme, url.host, url.port or _DEFAULT_PORTS[scheme]
+
+
+def _dropped(connection: http.client.HTTPConnection) -> bool:
+    """True when an idle connection is closed or unusable: its socket is readable (EOF) or gone."""
+    sock = connection.sock
+    if sock is None:
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _mapped(exc: BaseException, request: httpx.Request, *, connecting: bool) -> httpx.TransportError:
+    """The httpx exception a caller of httpx expects for a low-level failure."""
+    if isinstance(exc, httpx.TransportError):
+        return exc
+    error: httpx.TransportError
+    if isinstance(exc, TimeoutError):
+        error = httpx.ConnectTimeout(_describe(exc)) if connecting else httpx.ReadTimeout(_describe(exc))
+    elif connecting or isinstance(exc, ssl.SSLError):
+        error = httpx.ConnectError(_describe(exc))
+    elif isinstance(exc, http.client.HTTPException):
+        error = httpx.RemoteProtocolError(_describe(exc))
+    elif isinstance(exc, OSError):
+        error = httpx.ReadError(_describe(exc))
+    else:  # ValueError: http.client refused a header or target it could not send
+        error = httpx.LocalProtocolError(_describe(exc))
+    error.request = request
+    return error

@@ -1,0 +1,346 @@
+"""reaper's outbound transport: per-thread keep-alive connections that survive what servers do to them."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from function.outbound import Endpoint, KeepAliveTransport
+
+# What the server does with each request on a connection: answer and keep it open, answer and close
+# without saying so (an idle timeout), or read the request and close without answering (a lost race).
+Script = Callable[[int, int], str]
+
+
+class RawServer:
+    """A loopback HTTP/1.1 server on raw sockets that counts connections and misbehaves on cue."""
+
+    def __init__(self, script: Script, tls: ssl.SSLContext | None = None) -> None:
+        self.script = script
+        self.tls = tls
+        self.connections = 0
+        self.requests: list[tuple[int, bytes]] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn, self.connections), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, number: int) -> None:
+        try:
+            if self.tls:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            reader = conn.makefile("rb")
+            for index in range(100):
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    line = reader.readline()
+                    if not line:
+                        return
+                    head += line
+                length = next(
+                    (
+                        int(h.split(b":")[1])
+                        for h in head.split(b"\r\n")
+                        if h.lower().startswith(b"content-length")
+                    ),
+                    0,
+                )
+                body = reader.read(length) if length else b""
+                self.requests.append((number, head.split(b"\r\n")[0] + b" " + body))
+                action = self.script(number, index)
+                if action == "drop":
+                    return
+                payload = b'{"ok": true}'
+                extra = b"Keep-Alive: timeout=1\r\n" if action == "keepalive-1s" else b""
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    + extra
+                    + b"Content-Length: %d\r\n\r\n" % len(payload)
+                    + payload
+                )
+                if action == "answer-then-close":
+                    return
+        except (OSError, ssl.SSLError):
+            return
+        finally:
+            conn.close()
+            self.closed.set()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., RawServer]]:
+    servers: list[RawServer] = []
+
+    def start(script: Script, tls: ssl.SSLContext | None = None) -> RawServer:
+        servers.append(RawServer(script, tls))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def always(action: str) -> Script:
+    return lambda _connection, _index: action
+
+
+@pytest.fixture
+def transport() -> Iterator[KeepAliveTransport]:
+    transport = KeepAliveTransport()
+    yield transport
+    transport.close()
+
+
+def call(transport: httpx.BaseTransport, method: str, url: str, timeout: float = 5.0) -> httpx.Response:
+    client = httpx.Client(transport=transport, timeout=timeout)
+    return client.request(method, url, content=b"{}" if method == "POST" else None)
+
+
+def test_requests_from_one_thread_share_one_connection(serve, transport) -> None:
+    """Follow-up after follow-up goes out on the connection the first call opened."""
+    server = serve(always("answer"))
+    for _ in range(5):
+        assert call(transport, "GET", server.url + "/v1/x").json() == {"ok": True}
+    assert server.connections == 1
+
+
+def test_each_thread_has_its_own_connection(serve, transport) -> None:
+    """Threads never wait for each other's connection: no pool lock on the hot path."""
+    server = serve(always("answer"))
+    threads = [threading.Thread(target=call, args=(transport, "GET", server.url + "/")) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert server.connections == 3
+    assert len(server.requests) == 3
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_before_use(serve, transport) -> None:
+    """The server's idle timeout closed the connection: even a POST goes out on a new one, once."""
+    server = serve(always("answer-then-close"))
+    assert call(transport, "POST", server.url + "/v1/events").status_code == 200
+    assert server.closed.wait(5)
+    assert call(transport, "POST", server.url + "/v1/events").status_code == 200
+    assert server.connections == 2
+    assert [number for number, _ in server.requests] == [1, 2]
+
+
+def test_an_idempotent_request_that_met_a_closing_connection_is_sent_again(serve, transport) -> None:
+    """The close raced our request and nothing came back: a GET or DELETE is repeated on a new connection."""
+    server = serve(lambda connection, index: "drop" if (connection, index) == (1, 1) else "answer")
+    assert call(transport, "GET", server.url + "/a").status_code == 200
+    assert call(transport, "DELETE", server.url + "/a").status_code == 200
+    assert server.connections == 2
+    assert [line.split(b" ")[0] for _, line in server.requests] == [b"GET", b"DELETE", b"DELETE"]
+
+
+def test_a_post_that_met_a_closing_connection_is_not_sent_twice(serve, transport) -> None:
+    """A POST may have been acted on: the caller hears of the failure instead of a silent second send."""
+    server = serve(lambda connection, index: "drop" if (connection, index) == (1, 1) else "answer")
+    assert call(transport, "GET", server.url + "/a").status_code == 200
+    with pytest.raises(httpx.RemoteProtocolError):
+        call(transport, "POST", server.url + "/v1/events")
+    assert server.connections == 1
+    assert call(transport, "POST", server.url + "/v1/events").status_code == 200
+
+
+def test_a_fresh_connection_that_fails_is_not_retried(serve, transport) -> None:
+    """Only a reused connection can be stale: a new one that drops the request is a real failure."""
+    server = serve(always("drop"))
+    with pytest.raises(httpx.RemoteProtocolError):
+        call(transport, "GET", server.url + "/a")
+    assert server.connections == 1
+
+
+def test_the_servers_keep_alive_timeout_is_honoured(serve) -> None:
+    """``Keep-Alive: timeout=1``: a connection idle for longer is not reused (nor probed)."""
+    now = [0.0]
+    transport = KeepAliveTransport(clock=lambda: now[0])
+    server = serve(always("keepalive-1s"))
+    try:
+        call(transport, "GET", server.url + "/")
+        now[0] += 0.3
+        call(transport, "GET", server.url + "/")
+        assert server.connections == 1
+        now[0] += 1.5
+        call(transport, "GET", server.url + "/")
+        assert server.connections == 2
+    finally:
+        transport.close()
+
+
+def test_a_server_that_never_answers_times_out(serve, transport) -> None:
+    """The read timeout is httpx's: a silent server is a ``ReadTimeout``, not a hang."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        with pytest.raises(httpx.ReadTimeout):
+            call(transport, "GET", f"http://127.0.0.1:{listener.getsockname()[1]}/", timeout=0.2)
+    finally:
+        listener.close()
+
+
+def test_nothing_listening_is_a_connect_error(transport) -> None:
+    """A refused connection maps to ``httpx.ConnectError`` as with httpx's own transport."""
+    unused = socket.create_server(("127.0.0.1", 0))
+    port = unused.getsockname()[1]
+    unused.close()
+    with pytest.raises(httpx.ConnectError):
+        call(transport, "GET", f"http://127.0.0.1:{port}/")
+
+
+def test_connect_retries_try_again(serve) -> None:
+    """``connect_retries`` repeats a refused connect, then gives up with the same error."""
+    unused = socket.create_server(("127.0.0.1", 0))
+    port = unused.getsockname()[1]
+    unused.close()
+    transport = KeepAliveTransport(connect_retries=2)
+    with pytest.raises(httpx.ConnectError):
+        call(transport, "GET", f"http://127.0.0.1:{port}/")
+    transport.close()
+
+
+def test_close_closes_every_threads_connections(serve) -> None:
+    """After ``close`` nothing stays open, and the transport refuses new work."""
+    server = serve(always("answer"))
+    transport = KeepAliveTransport()
+    thread = threading.Thread(target=call, args=(transport, "GET", server.url + "/"))
+    thread.start()
+    thread.join()
+    call(transport, "GET", server.url + "/")
+    transport.close()
+    with pytest.raises(httpx.ConnectError):
+        call(transport, "GET", server.url + "/")
+
+
+def test_only_http_and_https(transport) -> None:
+    """Another scheme is refused before anything is opened."""
+    with pytest.raises(httpx.UnsupportedProtocol):
+        transport.handle_request(httpx.Request("GET", "ftp://127.0.0.1/"))
+
+
+# -- TLS -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, Path]:
+    """A CA and a certificate for 127.0.0.1 signed by it: (the server's context, the CA file)."""
+    folder = tmp_path_factory.mktemp("pki")
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "reaper test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_file = folder / "ca.pem"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_file = folder / "leaf.pem"
+    cert_file.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    key_file = folder / "leaf.key"
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert_file, key_file)
+    return server, ca_file
+
+
+def test_tls_is_verified_with_the_given_context_and_reused(serve, pki) -> None:
+    """HTTPS through the shared context: verified against its CAs, one handshake for many calls."""
+    server_context, ca_file = pki
+    server = serve(always("answer"), tls=server_context)
+    transport = KeepAliveTransport(ssl_context=lambda: ssl.create_default_context(cafile=str(ca_file)))
+    for _ in range(3):
+        assert call(transport, "GET", server.url + "/v1/x").json() == {"ok": True}
+    assert server.connections == 1
+    transport.close()
+
+
+def test_tls_refuses_a_certificate_its_context_does_not_trust(serve, pki) -> None:
+    """A server whose CA the context does not hold is a ``ConnectError``: nothing is sent."""
+    server_context, _ = pki
+    server = serve(always("answer"), tls=server_context)
+    transport = KeepAliveTransport(ssl_context=ssl.create_default_context())
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        call(transport, "GET", server.url + "/")
+    assert server.requests == []
+    transport.close()
+
+
+def test_endpoint_sends_httpx_requests_through_the_transport(serve) -> None:
+    """``Endpoint`` joins base URL and path, adds its headers and timeout, and reads the whole answer."""
+    server = serve(always("answer"))
+    endpoint = Endpoint(server.url + "/", timeout=httpx.Timeout(2.0), headers={"Accept": "application/json"})
+    response = endpoint.send(endpoint.request("POST", "/v1/events", json={"a": 1}, params={"q": "1"}))
+    assert response.json() == {"ok": True}
+    assert response.request.url == httpx.URL(server.url + "/v1/events?q=1")
+    assert server.requests[0][1] == b'POST /v1/events?q=1 HTTP/1.1 {"a":1}'
+    endpoint.close()
