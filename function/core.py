@@ -409,37 +409,47 @@ class Estimate:
 
 @dataclass(frozen=True)
 class DeleteTiming:
-    """What one finished delete showed: gone ``done`` s after it was accepted, still running at ``seen``."""
+    """What one finished delete showed: gone ``done`` s after it was accepted, still running at ``seen``.
+
+    ``expected``: the estimate the chain's checks followed.
+    """
 
     done: float
     seen: float | None
+    expected: float
 
 
 def timing(job: Job, result: Result) -> DeleteTiming | None:
     """What a finished chain tells about how long deletes take (None: nothing to learn from it)."""
     if result.kind != "terminated" or result.already_absent or job.deleted_at is None or job.redeletes:
         return None
+    if job.expected is None:
+        return None
     done = result.at - job.deleted_at
     if done <= 0:
         return None
     seen = job.seen_at - job.deleted_at if job.seen_at is not None and job.seen_at > job.deleted_at else None
-    return DeleteTiming(done, seen)
+    return DeleteTiming(done, seen, job.expected)
 
 
 def learn(estimate: Estimate, observed: DeleteTiming, policy: Policy) -> Estimate:
     """The estimate after one more finished delete (the learned schedule's only state).
 
     A delete gone at the first look took at most ``done``: probe a quarter step earlier. One pinned between
-    two checks a short step apart took about ``done``. A wide bracket (a scout, or the backoff of a cold
-    start) only says the delete took longer than ``seen`` and at most ``done``: move just inside it.
+    two checks a short step apart took about ``done``. A wide bracket says only that it took longer than
+    ``seen`` and at most ``done``: past the chain's own estimate (the growing steps of an estimate too
+    low), aim at the bracket's middle; before it (a scout that found the delete running, then the check
+    at the estimate found it gone), the estimate held: keep it, at most ``done``.
     """
     current = estimate.seconds
     if observed.seen is None:
         target = min(current, observed.done * (1.0 - policy.check_step / 4))
     elif observed.done - observed.seen <= 2 * policy.check_step * observed.done:
         target = observed.done
+    elif observed.seen >= observed.expected:
+        target = (observed.seen + observed.done) / 2
     else:
-        target = min(max(current, observed.seen * (1.0 + policy.check_step)), observed.done)
+        target = min(current, observed.done)
     weight = max(LEARN_RATE, 1.0 / (estimate.samples + 1))
     seconds = current + weight * (min(target, current * MAX_RISE) - current)
     return Estimate(min(max(seconds, policy.min_delay), policy.deadline), estimate.samples + 1)

@@ -45,7 +45,7 @@ def gunicorn_options(host: str, port: int, env: Mapping[str, str] | None = None)
         **LIMITS,
         "bind": f"{host}:{port}",
         "workers": int(environ.get("WORKERS", "1")),
-        "threads": int(environ.get("THREADS", "16")),
+        "threads": int(environ.get("THREADS", "128")),
     }
 
 

@@ -51,6 +51,7 @@ class RawServer:
             threading.Thread(target=self._serve, args=(conn, self.connections), daemon=True).start()
 
     def _serve(self, conn: socket.socket, number: int) -> None:
+        reader = None
         try:
             if self.tls:
                 conn = self.tls.wrap_socket(conn, server_side=True)
@@ -88,6 +89,8 @@ class RawServer:
         except (OSError, ssl.SSLError):
             return
         finally:
+            if reader is not None:
+                reader.close()  # the socket only closes (FIN) once its file object is closed too
             conn.close()
             self.closed.set()
 
@@ -344,3 +347,69 @@ def test_endpoint_sends_httpx_requests_through_the_transport(serve) -> None:
     assert response.request.url == httpx.URL(server.url + "/v1/events?q=1")
     assert server.requests[0][1] == b'POST /v1/events?q=1 HTTP/1.1 {"a":1}'
     endpoint.close()
+
+
+# -- the wire: what a response may look like ---------------------------------------------------------
+def answer_once(raw: bytes, *, close: bool = True) -> str:
+    """A server that answers one request with ``raw`` bytes as given (then closes, unless told not to)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn, conn.makefile("rb") as reader:
+            while reader.readline() not in (b"\r\n", b""):
+                pass
+            conn.sendall(raw)
+            if not close:
+                reader.readline()  # hold the connection open until the client goes
+        listener.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}/"
+
+
+@pytest.mark.parametrize(
+    ("raw", "body"),
+    [
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"4;x=1\r\nabcd\r\n2\r\nef\r\n0\r\nT: 1\r\n\r\n",
+            b"abcdef",
+        ),
+        (b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end", b"until the end"),
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", b"ok"),
+        (b"HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n", b""),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc", b"abc"),
+    ],
+)
+def test_responses_framed_every_way_http_allows_are_read_whole(transport, raw: bytes, body: bytes) -> None:
+    """Content-Length, chunked (extensions, trailers), read-to-close, interim 1xx, bodiless statuses."""
+    response = call(transport, "GET", answer_once(raw))
+    assert response.content == body
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"SSH-2.0-OpenSSH\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 101 + b"\r\n",
+    ],
+)
+def test_a_response_that_is_not_http_is_a_protocol_error(transport, raw: bytes) -> None:
+    """Garbage, a broken header, a short or negative body, bad chunks, a header flood: RemoteProtocolError."""
+    with pytest.raises(httpx.RemoteProtocolError):
+        call(transport, "GET", answer_once(raw))
+
+
+def test_a_header_that_would_split_the_request_is_never_sent(serve, transport) -> None:
+    """A CR or LF smuggled into a header value is refused before a byte leaves (LocalProtocolError)."""
+    server = serve(always("answer"))
+    request = httpx.Request("GET", server.url + "/", headers={"X-Id": "a"})
+    request.headers._list = [(b"x-id", b"X-Id", b"a\r\nX-Evil: 1")]  # httpx itself would refuse to build it
+    with pytest.raises(httpx.LocalProtocolError):
+        transport.handle_request(request)
+    assert server.requests == []

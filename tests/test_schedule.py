@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from function import catalog, core
 from function.core import DeleteTiming, Estimate, Job, Policy
 from function.errors import SettingsError
+from function.reaping import DeleteTimes
 from function.settings import Settings
 from tests.test_settings import BASE
 
@@ -92,8 +93,9 @@ def test_the_core_carries_the_estimate_and_the_last_running_sighting() -> None:
 def test_what_a_finished_chain_teaches() -> None:
     """Only an accepted delete that ended terminated teaches; gone at the first look means "at most"."""
     done = core.Result("terminated", at=T0 + 61)
-    assert core.timing(accepted(60.0), done) == DeleteTiming(61.0, None)
-    assert core.timing(accepted(60.0, seen_at=T0 + 60), done) == DeleteTiming(61.0, 60.0)
+    assert core.timing(accepted(60.0), done) == DeleteTiming(61.0, None, 60.0)
+    assert core.timing(accepted(60.0, seen_at=T0 + 60), done) == DeleteTiming(61.0, 60.0, 60.0)
+    assert core.timing(accepted(None), done) is None
     assert core.timing(accepted(60.0), core.Result("failed", "deadline-exceeded", at=T0 + 61)) is None
     assert core.timing(accepted(60.0), dataclasses.replace(done, already_absent=True)) is None
     assert core.timing(accepted(60.0, redeletes=1), done) is None
@@ -141,18 +143,46 @@ def test_the_estimate_converges_to_the_fleets_delete_time(seed: float, delete_ti
 
 def test_a_cold_process_learns_from_its_first_deletes() -> None:
     """The first observation moves the estimate all the way it may (it doubles from a low seed)."""
-    first = core.learn(Estimate(15.0), DeleteTiming(61.0, 52.0), POLICY)
+    first = core.learn(Estimate(15.0), DeleteTiming(61.0, 52.0, 15.0), POLICY)
     assert first == Estimate(30.0, 1)
     estimate, reads, _ = fleet(15.0, [60.0] * 20)
     assert reads[0] > reads[-1]
     assert estimate.seconds >= 55.0
 
 
+def wave(estimate: Estimate, took: float, size: int, rng: random.Random) -> tuple[Estimate, float]:
+    """``size`` deletes accepted at once (all following the same estimate): the estimate after, mean reads."""
+    chain_estimate, reads = estimate.seconds, 0
+    for _ in range(size):
+        job, now = accepted(chain_estimate), T0
+        while now - T0 < took:
+            job = dataclasses.replace(job, seen_at=now) if now > T0 else job
+            now += core.next_check(job, now, POLICY, rng.random)
+            reads += 1
+        observed = core.timing(job, core.Result("terminated", at=now))
+        assert observed is not None
+        estimate = core.learn(estimate, observed, POLICY)
+    return estimate, reads / size
+
+
+def test_cold_waves_teach_the_fleets_delete_time_within_two_waves() -> None:
+    """A process seeded at 15 s meets waves of 40 deletes of 60 s accepted at once: the first wave pays
+    for the growing steps, the second already needs few reads, the third lands on the first check."""
+    rng = random.Random(11)
+    estimate, first = wave(Estimate(15.0), 60.0, 40, rng)
+    estimate, second = wave(estimate, 60.0, 40, rng)
+    estimate, third = wave(estimate, 60.0, 40, rng)
+    assert first > 6
+    assert second < 3.5
+    assert third <= 1.5
+    assert 60.0 <= estimate.seconds <= 60.0 * 1.1
+
+
 def test_one_stuck_instance_cannot_drag_the_fleet() -> None:
     """An hour-long outlier raises a converged estimate by at most a quarter, and it comes back."""
     estimate, _, _ = fleet(60.0, [60.0] * 200)
     converged = estimate.seconds
-    after = core.learn(estimate, DeleteTiming(3600.0, 3400.0), POLICY)
+    after = core.learn(estimate, DeleteTiming(3600.0, 3400.0, estimate.seconds), POLICY)
     assert after.seconds <= converged * 1.25 + 1e-9
     recovered, _, lags = fleet(after.seconds, [60.0] * 120)
     assert recovered.seconds <= 60.0 * 1.1
@@ -175,7 +205,8 @@ def test_the_estimate_stays_within_bounds(
     estimate = Estimate(seed)
     for done, share in observations:
         before = estimate.seconds
-        estimate = core.learn(estimate, DeleteTiming(done, None if share is None else done * share), POLICY)
+        observed = DeleteTiming(done, None if share is None else done * share, estimate.seconds)
+        estimate = core.learn(estimate, observed, POLICY)
         assert POLICY.min_delay <= estimate.seconds <= POLICY.deadline
         assert estimate.seconds <= max(before * core.MAX_RISE, POLICY.min_delay)
 
@@ -190,3 +221,14 @@ def test_settings_name_the_schedule_and_its_seed() -> None:
         Settings.from_env({**env, "REAPER_CHECK_SCHEDULE": "sometimes"})
     with pytest.raises(SettingsError, match="REAPER_EXPECTED_DELETE_SECONDS"):
         Settings.from_env({**env, "REAPER_EXPECTED_DELETE_SECONDS": "99999"})
+
+
+def test_a_cold_process_adopts_the_estimate_a_follow_up_carries() -> None:
+    """A process that has seen no delete takes the carried estimate; once it has learned, its own wins."""
+    times = DeleteTimes(15.0)
+    times.adopt(60.0)
+    assert times.seconds() == 60.0
+    times.learn(DeleteTiming(61.0, 58.0, 60.0), POLICY)
+    learned = times.seconds()
+    times.adopt(5.0)
+    assert times.seconds() == learned

@@ -1,4 +1,4 @@
-"""An httpx transport on per-thread ``http.client`` keep-alive connections.
+"""An httpx transport on per-thread keep-alive connections (``http11``: HTTP/1.1 on a socket).
 
 Why not httpx's own transport: httpcore's pool takes one lock per request for every thread of a worker
 and parses with h11, which made two thirds of reaper's CPU per event (issue 13's profile); and its
@@ -15,9 +15,7 @@ idempotent (RFC 9110 §9.2.2).
 
 from __future__ import annotations
 
-import http.client
 import select
-import socket
 import ssl
 import threading
 import time
@@ -27,18 +25,15 @@ from typing import Final
 
 import httpx
 
+from function.outbound.http11 import Connection, ProtocolError, StaleConnectionError
+
 IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 # An origin that sent no Keep-Alive timeout: idle connections older than this are not trusted (load
 # balancers commonly drop idle flows after 60 s without telling either side).
 MAX_IDLE: Final = 55.0
-_FAILURES: Final = (OSError, http.client.HTTPException, ValueError)
-_STALE: Final = (
-    http.client.RemoteDisconnected,
-    ConnectionResetError,
-    BrokenPipeError,
-    ConnectionAbortedError,
-)
+_FAILURES: Final = (OSError, ProtocolError, ValueError)
+_STALE: Final = (StaleConnectionError, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
 Origin = tuple[str, str, int]
 
@@ -47,7 +42,7 @@ Origin = tuple[str, str, int]
 class _Pooled:
     """One thread's connection to one origin and when it stops being trusted."""
 
-    connection: http.client.HTTPConnection
+    connection: Connection
     usable_until: float
 
 
@@ -68,7 +63,7 @@ class KeepAliveTransport(httpx.BaseTransport):
         self._clock = clock
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._every: set[http.client.HTTPConnection] = set()
+        self._every: set[Connection] = set()
         self._closed = False
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -114,7 +109,7 @@ class KeepAliveTransport(httpx.BaseTransport):
             pool = self._local.pool = {}
         return pool
 
-    def _take(self, origin: Origin) -> http.client.HTTPConnection | None:
+    def _take(self, origin: Origin) -> Connection | None:
         """This thread's idle connection to ``origin``, if it is still trustworthy."""
         pooled = self._pool().pop(origin, None)
         if pooled is None:
@@ -124,28 +119,16 @@ class KeepAliveTransport(httpx.BaseTransport):
         self._discard(pooled.connection)
         return None
 
-    def _open(
-        self, origin: Origin, timeouts: dict[str, float | None], request: httpx.Request
-    ) -> http.client.HTTPConnection:
+    def _open(self, origin: Origin, timeouts: dict[str, float | None], request: httpx.Request) -> Connection:
         scheme, host, port = origin
-        connection: http.client.HTTPConnection
-        if scheme == "https":
-            context = self._tls()
-            connection = http.client.HTTPSConnection(
-                host, port, timeout=timeouts.get("connect"), context=context
-            )
-        else:
-            connection = http.client.HTTPConnection(host, port, timeout=timeouts.get("connect"))
+        tls = self._tls() if scheme == "https" else None
         for attempt in range(self._connect_retries + 1):
             try:
-                connection.connect()
+                connection = Connection.open(host, port, timeout=timeouts.get("connect"), tls=tls)
                 break
-            except (OSError, ssl.SSLError) as exc:
-                connection.close()
+            except OSError as exc:
                 if attempt == self._connect_retries:
                     raise _mapped(exc, request, connecting=True) from exc
-        assert connection.sock is not None
-        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._lock:
             if self._closed:
                 connection.close()
@@ -161,53 +144,45 @@ class KeepAliveTransport(httpx.BaseTransport):
             self._ssl_context = self._ssl_context()
         return self._ssl_context
 
-    def _discard(self, connection: http.client.HTTPConnection) -> None:
+    def _discard(self, connection: Connection) -> None:
         with self._lock:
             self._every.discard(connection)
         connection.close()
 
     def _exchange(
         self,
-        connection: http.client.HTTPConnection,
+        connection: Connection,
         request: httpx.Request,
         body: bytes,
         timeouts: dict[str, float | None],
         origin: Origin,
     ) -> httpx.Response:
-        assert connection.sock is not None
         connection.sock.settimeout(timeouts.get("write"))
-        connection.putrequest(
-            request.method, request.url.raw_path.decode("ascii"), skip_host=True, skip_accept_encoding=True
-        )
-        for name, value in request.headers.raw:
-            connection.putheader(name, value)
-        connection.endheaders(body or None)
+        connection.send(request.method, request.url.raw_path, request.headers.raw, body)
         connection.sock.settimeout(timeouts.get("read"))
-        response = connection.getresponse()
-        content = response.read()
-        headers = response.getheaders()
-        if response.will_close:
-            self._discard(connection)
+        response = connection.receive(request.method)
+        if response.keep_alive:
+            self._pool()[origin] = _Pooled(connection, self._clock() + self._idle_limit(response.headers))
         else:
-            self._pool()[origin] = _Pooled(connection, self._clock() + self._idle_limit(response))
+            self._discard(connection)
         return httpx.Response(
             response.status,
-            headers=headers,
-            content=content,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason.encode("latin-1")},
+            headers=response.headers,
+            content=response.content,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason},
         )
 
-    def _idle_limit(self, response: http.client.HTTPResponse) -> float:
+    def _idle_limit(self, headers: list[tuple[bytes, bytes]]) -> float:
         """How long the connection may idle: the server's Keep-Alive timeout less a margin, if it said."""
-        stated = response.getheader("keep-alive")
-        for part in (stated or "").split(","):
-            name, _, value = part.strip().partition("=")
-            if name.strip().lower() == "timeout":
+        stated = next((value for name, value in headers if name.lower() == b"keep-alive"), b"")
+        for part in stated.split(b","):
+            name, _, value = part.strip().partition(b"=")
+            if name.strip().lower() == b"timeout":
                 try:
                     seconds = float(value)
-                    return max(0.0, min(self._max_idle, seconds - min(1.0, seconds / 2)))
                 except ValueError:
                     break
+                return max(0.0, min(self._max_idle, seconds - min(1.0, seconds / 2)))
         return self._max_idle
 
 
@@ -218,7 +193,7 @@ def _origin(url: httpx.URL) -> Origin:
     return scheme, url.host, url.port or _DEFAULT_PORTS[scheme]
 
 
-def _dropped(connection: http.client.HTTPConnection) -> bool:
+def _dropped(connection: Connection) -> bool:
     """True when an idle connection is closed or unusable: its socket is readable (EOF) or gone."""
     sock = connection.sock
     if sock is None:
@@ -243,11 +218,11 @@ def _mapped(exc: BaseException, request: httpx.Request, *, connecting: bool) -> 
         error = httpx.ConnectTimeout(_describe(exc)) if connecting else httpx.ReadTimeout(_describe(exc))
     elif connecting or isinstance(exc, ssl.SSLError):
         error = httpx.ConnectError(_describe(exc))
-    elif isinstance(exc, http.client.HTTPException):
+    elif isinstance(exc, ProtocolError | StaleConnectionError):
         error = httpx.RemoteProtocolError(_describe(exc))
     elif isinstance(exc, OSError):
         error = httpx.ReadError(_describe(exc))
-    else:  # ValueError: http.client refused a header or target it could not send
+    else:  # ValueError: a method or target that is not ASCII
         error = httpx.LocalProtocolError(_describe(exc))
     error.request = request
     return error

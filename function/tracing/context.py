@@ -8,8 +8,8 @@ pure standard library: tracing costs a few string operations per event when no e
 
 from __future__ import annotations
 
+import random
 import re
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -49,9 +49,15 @@ class Parent:
 
 def new_span_id() -> str:
     """A random, non-zero 64-bit span id in hex."""
-    while (span := secrets.token_hex(8)) == "0" * 16:
+    return _random_hex(64)
+
+
+def _random_hex(bits: int) -> str:
+    # W3C trace context asks for random ids, not secret ones: Mersenne Twister (seeded from the OS),
+    # not a getrandom() syscall per id.
+    while not (value := random.getrandbits(bits)):
         continue
-    return span
+    return f"{value:0{bits // 4}x}"
 
 
 def parse_traceparent(value: str | None) -> tuple[str, str, bool] | None:
@@ -74,7 +80,7 @@ def start(parent: Parent, span_id: str | None = None) -> StepContext:
     state = parent.tracestate[:_MAX_TRACESTATE] if parent.tracestate and parsed else None
     own = span_id or new_span_id()
     if parsed is None:
-        return StepContext(secrets.token_hex(16), own, None, True, None, step)
+        return StepContext(_random_hex(128), own, None, True, None, step)
     trace_id, parent_span, sampled = parsed
     return StepContext(trace_id, own, parent_span, sampled, state, step)
 
