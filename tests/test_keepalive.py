@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from function.outbound import Endpoint, KeepAliveTransport
+from function.outbound.keepalive import FRESH
 
 # What the server does with each request on a connection: answer and keep it open, answer and close
 # without saying so (an idle timeout), or read the request and close without answering (a lost race).
@@ -147,12 +148,16 @@ def test_each_thread_has_its_own_connection(serve, transport) -> None:
     assert len(server.requests) == 3
 
 
-def test_a_connection_the_server_closed_while_idle_is_replaced_before_use(serve, transport) -> None:
+def test_a_connection_the_server_closed_while_idle_is_replaced_before_use(serve) -> None:
     """The server's idle timeout closed the connection: even a POST goes out on a new one, once."""
+    now = [0.0]
+    transport = KeepAliveTransport(clock=lambda: now[0])
     server = serve(always("answer-then-close"))
     assert call(transport, "POST", server.url + "/v1/events").status_code == 200
     assert server.closed.wait(5)
+    now[0] += FRESH  # idle long enough to be checked before reuse
     assert call(transport, "POST", server.url + "/v1/events").status_code == 200
+    transport.close()
     assert server.connections == 2
     assert [number for number, _ in server.requests] == [1, 2]
 
