@@ -219,6 +219,7 @@ THROUGHPUT_POINTS = [
     ("reaper", None, 32, 0.0),
     ("reaper", None, 64, 0.0),
     ("reaper", None, 128, 0.0),
+    ("reaper", None, 192, 0.0),
     ("reaper", None, 64, 0.1),
     ("reaper", None, 128, 0.1),
     ("reaper", None, 192, 0.1),
