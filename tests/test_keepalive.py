@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from function.outbound import Endpoint, KeepAliveTransport
+from function.outbound import Endpoint, KeepAliveTransport, environment_proxy
 from function.outbound.keepalive import FRESH
 
 # What the server does with each request on a connection: answer and keep it open, answer and close
@@ -418,3 +418,15 @@ def test_a_header_that_would_split_the_request_is_never_sent(serve, transport) -
     with pytest.raises(httpx.LocalProtocolError):
         transport.handle_request(request)
     assert server.requests == []
+
+
+def test_an_origin_behind_the_environments_proxy_goes_through_it(serve, monkeypatch) -> None:
+    """HTTP_PROXY / NO_PROXY are honoured as httpx honours them: the proxy sees the absolute-form request."""
+    proxy = serve(always("answer"))
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.setenv("NO_PROXY", "direct.reaper.invalid")
+    assert environment_proxy("http://direct.reaper.invalid/") is None
+    endpoint = Endpoint("http://clouddc.reaper.invalid", timeout=httpx.Timeout(2.0))
+    assert endpoint.send(endpoint.request("GET", "/v1/p/instances")).json() == {"ok": True}
+    assert proxy.requests[0][1].startswith(b"GET http://clouddc.reaper.invalid/v1/p/instances HTTP/1.1")
+    endpoint.close()

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import functools
 import ssl
+import urllib.request
 from typing import Any
 
 import httpx
 
 from function.outbound.keepalive import KeepAliveTransport
 
-__all__ = ["Endpoint", "KeepAliveTransport", "client", "tls_context", "transport"]
+__all__ = ["Endpoint", "KeepAliveTransport", "client", "environment_proxy", "tls_context", "transport"]
 
 
 @functools.cache
@@ -43,12 +44,24 @@ def client(**options: Any) -> httpx.Client:
     return httpx.Client(**options)
 
 
+def environment_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``*_PROXY`` / ``NO_PROXY``, as httpx reads them)."""
+    target = httpx.URL(url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(target.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(target.host):
+        return None
+    return proxy
+
+
 class Endpoint:
     """One origin reaper calls on every event: httpx requests sent straight through the transport.
 
     ``httpx.Client.send`` adds auth flows, redirects, cookie jars and hooks that reaper's hot path never
     uses, at ~0.1 ms of CPU a call (a third of a call's cost here, measured in docs/benchmarks.md);
-    requests and answers stay ``httpx.Request`` and ``httpx.Response``.
+    requests and answers stay ``httpx.Request`` and ``httpx.Response``. An origin that the environment
+    routes through a proxy (``HTTPS_PROXY``/``HTTP_PROXY``, minus ``NO_PROXY``) goes through httpx's own
+    transport with that proxy, as an ``httpx.Client`` would.
     """
 
     def __init__(
@@ -63,6 +76,9 @@ class Endpoint:
         self.base_url = base_url.rstrip("/")
         self._headers = {"User-Agent": "reaper/0.1", **(headers or {})}
         self._extensions = {"timeout": timeout.as_dict()}
+        proxy = None if transport is not None else environment_proxy(self.base_url)
+        if proxy is not None:
+            transport = httpx.HTTPTransport(proxy=proxy, verify=tls_context(), retries=connect_retries)
         self._transport = transport or KeepAliveTransport(
             ssl_context=tls_context, connect_retries=connect_retries
         )
