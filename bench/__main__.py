@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from bench.stack import BENCH, SAFETY, TOKEN, Stack, cpu_seconds, load, log_lines, rss_mb, worker_pid
+from bench.stack import BENCH, NO_FOLLOW_UPS, TOKEN, Stack, cpu_seconds, load, log_lines, rss_mb, worker_pid
 from function.procs import free_port, function_command
 
 ROOT = BENCH.parent
@@ -234,7 +234,7 @@ def throughput() -> list[dict[str, Any]]:
         per_run = 4000
         for index, (label, source, threads, latency) in enumerate(THROUGHPUT_POINTS):
             stack.configure(latency=latency)
-            env = {"REAPER_CHECK_DELAY": "3600", "REAPER_CHECK_MAX_DELAY": "3600", "REAPER_DEADLINE": "7200"}
+            env = NO_FOLLOW_UPS
             process, _ = stack.function(source=source, threads=threads, **env)
             results = []
             for run in range(RUNS):
@@ -289,14 +289,7 @@ def cold_start() -> dict[str, Any]:
                 argv = function_command(port)
                 if source is not None:
                     argv[argv.index("--source") + 1] = str(source)
-                env = {
-                    **os.environ,
-                    "CLOUDDC_ENDPOINT": stack.emulator.url,
-                    "CLOUDDC_AUTH_TOKEN": TOKEN,
-                    "REAPER_DELAY_SERVICE_URL": stack.delay.url,
-                    "PORT": str(port),
-                    **SAFETY,
-                }
+                env = {**os.environ, **stack.function_env(PORT=str(port))}
                 began = time.perf_counter()
                 proc = subprocess.Popen(
                     argv,
@@ -343,7 +336,7 @@ def memory() -> dict[str, float]:
     say("[4/7] memory: RSS of one idle worker, then after 2,000 and 10,000 events")
     stack = Stack(termination_seconds=3600)
     try:
-        env = {"REAPER_CHECK_DELAY": "3600", "REAPER_CHECK_MAX_DELAY": "3600", "REAPER_DEADLINE": "7200"}
+        env = NO_FOLLOW_UPS
         noop, _ = stack.function(source=BENCH / "noop_main.py", threads=64)
         process, _ = stack.function(threads=64, **env)
         assert process.proc is not None
@@ -521,18 +514,13 @@ def instructions() -> dict[str, Any]:
     try:
         env = {
             **os.environ,
-            "CLOUDDC_ENDPOINT": stack.emulator.url,
-            "CLOUDDC_AUTH_TOKEN": TOKEN,
-            "REAPER_DELAY_SERVICE_URL": stack.delay.url,
-            "REAPER_SELF_URL": "http://127.0.0.1:9/",
-            "K_SINK": stack.sink.url,
-            "REAPER_CHECK_DELAY": "3600",
-            "REAPER_CHECK_MAX_DELAY": "3600",
-            "REAPER_EXPECTED_DELETE_SECONDS": "3600",
-            "REAPER_DEADLINE": "7200",
-            "REAPER_LOG_LEVEL": "INFO",
-            "PYTHONHASHSEED": "0",
-            **SAFETY,
+            **stack.function_env(
+                REAPER_SELF_URL="http://127.0.0.1:9/",
+                K_SINK=stack.sink.url,
+                REAPER_LOG_LEVEL="INFO",
+                PYTHONHASHSEED="0",
+                **NO_FOLLOW_UPS,
+            ),
         }
         for label in ("no-op", "reaper"):
             totals = []

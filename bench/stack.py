@@ -28,6 +28,8 @@ SAFETY = {
     "REAPER_EVENT_KEY": "bench-event-key-0123456789abcdef",
     "REAPER_INBOUND_AUTH": "platform",
 }
+# No follow-up comes due while a throughput, memory or instruction count is measured.
+NO_FOLLOW_UPS = {"REAPER_CHECK_DELAY": "3600", "REAPER_CHECK_MAX_DELAY": "3600", "REAPER_DEADLINE": "7200"}
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -108,19 +110,22 @@ class Stack:
         argv = function_command(port)
         if source is not None:
             argv[argv.index("--source") + 1] = str(source)
-        settings = {
-            "CLOUDDC_ENDPOINT": self.emulator.url,
-            "CLOUDDC_AUTH_TOKEN": TOKEN,
-            "REAPER_DELAY_SERVICE_URL": self.delay.url,
-            "REAPER_SELF_URL": f"http://127.0.0.1:{port}/",
-            "K_SINK": self.sink.url,
-            "THREADS": str(threads),
-            **SAFETY,
-            **env,
-        }
+        settings = self.function_env(
+            REAPER_SELF_URL=f"http://127.0.0.1:{port}/", K_SINK=self.sink.url, THREADS=str(threads), **env
+        )
         process = Process(argv, port, env=settings, stderr=log).start(timeout=60)
         self.functions.append((process, log))
         return process, log_path
+
+    def function_env(self, **extra: str) -> dict[str, str]:
+        """What every function here is configured with: this emulator, its token, this delay service."""
+        return {
+            "CLOUDDC_ENDPOINT": self.emulator.url,
+            "CLOUDDC_AUTH_TOKEN": TOKEN,
+            "REAPER_DELAY_SERVICE_URL": self.delay.url,
+            **SAFETY,
+            **extra,
+        }
 
     def seed(self, project: str, ids: list[str], **spec: Any) -> None:
         for start in range(0, len(ids), 2000):

@@ -421,9 +421,9 @@ class DeleteTiming:
 
 def timing(job: Job, result: Result) -> DeleteTiming | None:
     """What a finished chain tells about how long deletes take (None: nothing to learn from it)."""
-    if result.kind != "terminated" or result.already_absent or job.deleted_at is None or job.redeletes:
+    if result.kind != "terminated" or result.already_absent or job.redeletes:
         return None
-    if job.expected is None:
+    if job.deleted_at is None or job.expected is None:
         return None
     done = result.at - job.deleted_at
     if done <= 0:

@@ -34,7 +34,7 @@ class ResultSink:
         self._url = sink_url
         self._http = outbound.client(
             timeout=timeout,
-            transport=transport or outbound.transport(connect_retries=2),
+            transport=transport or outbound.keep_alive(connect_retries=2),
         )
 
     def emit(self, event: CloudEvent) -> SinkAnswer:

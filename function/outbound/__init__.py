@@ -16,7 +16,7 @@ import httpx
 
 from function.outbound.keepalive import KeepAliveTransport
 
-__all__ = ["Endpoint", "KeepAliveTransport", "client", "environment_proxy", "tls_context", "transport"]
+__all__ = ["Endpoint", "KeepAliveTransport", "client", "environment_proxy", "keep_alive", "tls_context"]
 
 
 @functools.cache
@@ -31,16 +31,15 @@ def _ca_bundle() -> str:
     return str(certifi.where())
 
 
-def transport(*, connect_retries: int = 0) -> KeepAliveTransport:
+def keep_alive(*, connect_retries: int = 0) -> KeepAliveTransport:
     """reaper's transport: per-thread keep-alive connections, TLS verified with the shared context."""
     return KeepAliveTransport(ssl_context=tls_context, connect_retries=connect_retries)
 
 
 def client(**options: Any) -> httpx.Client:
-    """An ``httpx.Client`` on reaper's transport (an explicit ``transport`` or ``verify`` wins)."""
+    """An ``httpx.Client`` on reaper's transport (an explicit ``transport`` wins)."""
     if options.get("transport") is None:
-        verify = options.get("verify")
-        options["transport"] = transport() if verify is None else httpx.HTTPTransport(verify=verify)
+        options["transport"] = keep_alive()
     return httpx.Client(**options)
 
 
@@ -79,9 +78,7 @@ class Endpoint:
         proxy = None if transport is not None else environment_proxy(self.base_url)
         if proxy is not None:
             transport = httpx.HTTPTransport(proxy=proxy, verify=tls_context(), retries=connect_retries)
-        self._transport = transport or KeepAliveTransport(
-            ssl_context=tls_context, connect_retries=connect_retries
-        )
+        self._transport = transport or keep_alive(connect_retries=connect_retries)
 
     def request(self, method: str, path: str, **options: Any) -> httpx.Request:
         """A request for ``path`` under the base URL (``params``, ``json``, ``content``, ``headers``)."""

@@ -37,7 +37,8 @@ MAX_IDLE: Final = 55.0
 # an idempotent request is sent again and anything else fails and is redelivered.
 FRESH: Final = 0.5
 _FAILURES: Final = (OSError, ProtocolError, ValueError)
-_STALE: Final = (StaleConnectionError, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+# What a reused connection the server had closed raises (StaleConnectionError is a ConnectionResetError).
+_STALE: Final = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
 Origin = tuple[str, str, int]
 
@@ -76,28 +77,21 @@ class KeepAliveTransport(httpx.BaseTransport):
         origin = _origin(request.url)
         body = request.read()
         timeouts = request.extensions.get("timeout", {})
-        connection = self._take(origin)
-        reused = connection is not None
-        if connection is None:
+        pooled = self._take(origin)
+        connection = pooled or self._open(origin, timeouts, request)
+        while True:
+            try:
+                return self._exchange(connection, request, body, timeouts, origin)
+            except BaseException as exc:
+                self._discard(connection)
+                if not isinstance(exc, _FAILURES):
+                    raise
+                stale = connection is pooled and isinstance(exc, _STALE) and request.method in IDEMPOTENT
+                if not stale:
+                    raise _mapped(exc, request, connecting=False) from exc
+            # The server closed a kept-alive connection as we reused it, and nothing was answered: once
+            # more, on a new connection (which is never ``pooled``, so this happens at most once).
             connection = self._open(origin, timeouts, request)
-        try:
-            return self._exchange(connection, request, body, timeouts, origin)
-        except _FAILURES as exc:
-            self._discard(connection)
-            if not (reused and isinstance(exc, _STALE) and request.method in IDEMPOTENT):
-                raise _mapped(exc, request, connecting=False) from exc
-        except BaseException:
-            self._discard(connection)
-            raise
-        # The server closed a kept-alive connection as we reused it, and nothing was answered: once more.
-        connection = self._open(origin, timeouts, request)
-        try:
-            return self._exchange(connection, request, body, timeouts, origin)
-        except BaseException as exc:
-            self._discard(connection)
-            if isinstance(exc, _FAILURES):
-                raise _mapped(exc, request, connecting=False) from exc
-            raise
 
     def close(self) -> None:
         """Close every connection any thread opened."""
@@ -202,11 +196,8 @@ def _origin(url: httpx.URL) -> Origin:
 
 def _dropped(connection: Connection) -> bool:
     """True when an idle connection is closed or unusable: its socket is readable (EOF) or gone."""
-    sock = connection.sock
-    if sock is None:
-        return True
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        readable, _, _ = select.select([connection.sock], [], [], 0)
     except (OSError, ValueError):
         return True
     return bool(readable)
@@ -218,8 +209,6 @@ def _describe(exc: BaseException) -> str:
 
 def _mapped(exc: BaseException, request: httpx.Request, *, connecting: bool) -> httpx.TransportError:
     """The httpx exception a caller of httpx expects for a low-level failure."""
-    if isinstance(exc, httpx.TransportError):
-        return exc
     error: httpx.TransportError
     if isinstance(exc, TimeoutError):
         error = httpx.ConnectTimeout(_describe(exc)) if connecting else httpx.ReadTimeout(_describe(exc))
