@@ -1,4 +1,4 @@
-"""The CloudDC API client (design §2): one shared ``httpx.Client``, explicit timeouts, safe paths.
+"""The CloudDC API client (design §2): one keep-alive endpoint, explicit timeouts, safe paths.
 
 Every call returns a ``core.ApiAnswer``; HTTP errors and transport failures are answers, not
 exceptions, because the core decides what each one means.
@@ -61,14 +61,12 @@ class CloudDCClient:
         credentials: Credentials,
         *,
         timeout: float = 10.0,
-        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._credentials = credentials
         self._http = outbound.Endpoint(
             endpoint,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             headers={"Accept": "application/json"},
-            transport=transport,
         )
 
     def delete_instance(self, project_id: str, instance_id: str) -> ApiAnswer:
@@ -88,13 +86,13 @@ class CloudDCClient:
         limit: int = 100,
     ) -> tuple[ApiAnswer, list[dict[str, Any]], str | None]:
         """ListInstances: one page of records and the next marker (``instance_id`` takes <= 100 ids)."""
-        params: dict[str, str | int] = {"limit": limit}
+        query: dict[str, str | int] = {"limit": limit}
         if instance_ids:
-            params["instance_id"] = ",".join(check_id("instance_id", i) for i in instance_ids)
+            query["instance_id"] = ",".join(check_id("instance_id", i) for i in instance_ids)
         if marker:
-            params["marker"] = marker
+            query["marker"] = marker
         project = quote(check_id("project_id", project_id), safe="")
-        answer, body = self._call_json("GET", f"/v1/{project}/instances", params=params)
+        answer, body = self._call_json("GET", f"/v1/{project}/instances", query=query)
         records = body.get("instances") if answer.status == 200 else None
         page_info = body.get("page_info") or {}
         next_marker = page_info.get("next_marker") if isinstance(page_info, dict) else None
@@ -125,30 +123,29 @@ class CloudDCClient:
         return self._call_json(method, path)[0]
 
     def _call_json(self, method: str, path: str, **kwargs: Any) -> tuple[ApiAnswer, dict[str, Any]]:
-        request = self._http.request(method, path, **kwargs)
-        self._credentials.apply(request)  # a token header, or an AK/SK signature over the whole request
+        call = self._http.call(method, path, **kwargs)
+        self._credentials.apply(call)  # a token header, or an AK/SK signature over the whole request
         started = time.perf_counter()
         try:
-            response = self._http.send(request)
+            answer = self._http.send(call)
         except httpx.TimeoutException as exc:
             tracing.telemetry().count_call(method, "timeout")
             return self._failed(method, path, started, "timeout", exc), {}
         except httpx.TransportError as exc:
             tracing.telemetry().count_call(method, "connection-error")
             return self._failed(method, path, started, "connection-error", exc), {}
-        tracing.telemetry().count_call(method, response.status_code)
-        body = _json_object(response)
-        answer = _answer_from(response, body, time.time())
+        tracing.telemetry().count_call(method, answer.status)
+        body = _json_object(answer)
         _LOG.debug(
             "clouddc call",
             extra={
                 "method": method,
                 "path": path,
-                "http_status": response.status_code,
+                "http_status": answer.status,
                 "latency_ms": round((time.perf_counter() - started) * 1000, 2),
             },
         )
-        return answer, body
+        return _answer_from(answer, body, time.time()), body
 
     @staticmethod
     def _failed(method: str, path: str, started: float, failure: str, exc: Exception) -> ApiAnswer:
@@ -165,7 +162,7 @@ class CloudDCClient:
         return ApiAnswer(None, failure=failure, error_msg=type(exc).__name__)
 
 
-def _answer_from(response: httpx.Response, body: dict[str, Any], now: float) -> ApiAnswer:
+def _answer_from(response: outbound.Answer, body: dict[str, Any], now: float) -> ApiAnswer:
     state = body.get("state")
     # Error bodies carry error_code/error_msg; ShowInstanceStatus says why a delete failed in "error".
     error = body.get("error")
@@ -174,17 +171,17 @@ def _answer_from(response: httpx.Response, body: dict[str, Any], now: float) -> 
     message = body.get("error_msg") or cause.get("error_msg")
     operation = body.get("operation_state")
     return ApiAnswer(
-        status=response.status_code,
+        status=response.status,
         state=state if isinstance(state, str) else None,
         operation_state=str(operation)[:_MAX_ERROR_TEXT] if isinstance(operation, str) else None,
         # An upstream message may echo what it was sent (the token): redact before it travels on.
         error_code=jsonlog.redact(str(code))[:_MAX_ERROR_TEXT] if code is not None else None,
         error_msg=jsonlog.redact(str(message))[:_MAX_ERROR_TEXT] if message is not None else None,
-        retry_after=parse_retry_after(response.headers.get("Retry-After"), now),
+        retry_after=parse_retry_after(response.headers.get("retry-after"), now),
     )
 
 
-def _json_object(response: httpx.Response) -> dict[str, Any]:
+def _json_object(response: outbound.Answer) -> dict[str, Any]:
     if not response.content:
         return {}
     try:

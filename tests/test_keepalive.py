@@ -33,6 +33,7 @@ class RawServer:
         self.tls = tls
         self.connections = 0
         self.requests: list[tuple[int, bytes]] = []
+        self.heads: list[bytes] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.closed = threading.Event()
@@ -73,6 +74,7 @@ class RawServer:
                     0,
                 )
                 body = reader.read(length) if length else b""
+                self.heads.append(head)
                 self.requests.append((number, head.split(b"\r\n")[0] + b" " + body))
                 action = self.script(number, index)
                 if action == "drop":
@@ -343,14 +345,50 @@ def test_tls_refuses_a_certificate_its_context_does_not_trust(serve, pki) -> Non
     transport.close()
 
 
-def test_endpoint_sends_httpx_requests_through_the_transport(serve) -> None:
-    """``Endpoint`` joins base URL and path, adds its headers and timeout, and reads the whole answer."""
+def test_endpoint_sends_what_httpx_would_send(serve) -> None:
+    """``Endpoint`` joins base URL and path, encodes query and JSON as httpx does, frames, names the host."""
     server = serve(always("answer"))
-    endpoint = Endpoint(server.url + "/", timeout=httpx.Timeout(2.0), headers={"Accept": "application/json"})
-    response = endpoint.send(endpoint.request("POST", "/v1/events", json={"a": 1}, params={"q": "1"}))
-    assert response.json() == {"ok": True}
-    assert response.request.url == httpx.URL(server.url + "/v1/events?q=1")
-    assert server.requests[0][1] == b'POST /v1/events?q=1 HTTP/1.1 {"a":1}'
+    endpoint = Endpoint(
+        server.url + "/api/", timeout=httpx.Timeout(2.0), headers={"Accept": "application/json"}
+    )
+    query = {"instance_id": "a,b c", "limit": 100}
+    call = endpoint.call("POST", "/v1/events", query=query, json={"a": "é", "n": 1}, headers={"X-Id": "7"})
+    answer = endpoint.send(call)
+    assert answer.status == 200
+    assert answer.json() == {"ok": True}
+    assert answer.headers["content-type"] == "application/json"
+    oracle = httpx.Request("POST", server.url + "/api/v1/events", params=query, json={"a": "é", "n": 1})
+    assert server.requests[0][1] == b"POST " + oracle.url.raw_path + b" HTTP/1.1 " + oracle.content
+    head = server.heads[0].decode("latin-1").lower()
+    for line in (
+        f"host: 127.0.0.1:{server.port}",
+        "user-agent: reaper/0.1",
+        "accept: application/json",
+        "x-id: 7",
+        "content-type: application/json",
+        f"content-length: {len(oracle.content)}",
+    ):
+        assert f"\r\n{line}\r\n" in head  # fmt: skip
+    endpoint.send(endpoint.call("DELETE", "/v1/x"))
+    assert server.requests[1][1] == b"DELETE /api/v1/x HTTP/1.1 "
+    assert "content-length" not in server.heads[1].decode().lower()
+    assert server.connections == 1  # kept alive across calls
+    endpoint.close()
+
+
+def test_endpoint_failures_are_httpx_errors(serve) -> None:
+    """No listener: ``httpx.ConnectError``; a target that is not ASCII never leaves (LocalProtocolError)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()
+    endpoint = Endpoint(f"http://127.0.0.1:{port}", timeout=httpx.Timeout(2.0))
+    with pytest.raises(httpx.ConnectError):
+        endpoint.send(endpoint.call("GET", "/"))
+    server = serve(always("answer"))
+    endpoint = Endpoint(server.url, timeout=httpx.Timeout(2.0))
+    with pytest.raises(httpx.LocalProtocolError):
+        endpoint.send(endpoint.call("GET", "/ü"))
+    assert server.requests == []
     endpoint.close()
 
 
@@ -427,6 +465,13 @@ def test_an_origin_behind_the_environments_proxy_goes_through_it(serve, monkeypa
     monkeypatch.setenv("NO_PROXY", "direct.reaper.invalid")
     assert environment_proxy("http://direct.reaper.invalid/") is None
     endpoint = Endpoint("http://clouddc.reaper.invalid", timeout=httpx.Timeout(2.0))
-    assert endpoint.send(endpoint.request("GET", "/v1/p/instances")).json() == {"ok": True}
-    assert proxy.requests[0][1].startswith(b"GET http://clouddc.reaper.invalid/v1/p/instances HTTP/1.1")
+    call = endpoint.call("POST", "/v1/p/instances", query={"limit": 1}, json={"a": 1})
+    answer = endpoint.send(call)
+    assert (answer.status, answer.json(), answer.headers["content-type"]) == (
+        200,
+        {"ok": True},
+        "application/json",
+    )
+    expected = b'POST http://clouddc.reaper.invalid/v1/p/instances?limit=1 HTTP/1.1 {"a":1}'
+    assert proxy.requests[0][1] == expected
     endpoint.close()

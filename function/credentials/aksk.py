@@ -23,12 +23,13 @@ import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import quote, unquote
 
-import httpx
-
 from function.secret import Secret
+
+if TYPE_CHECKING:
+    from function.outbound.endpoint import Call
 
 ALGORITHM: Final = "SDK-HMAC-SHA256"
 DATE_FORMAT: Final = "%Y%m%dT%H%M%SZ"
@@ -83,7 +84,7 @@ def authorization(
 
 
 def sign_request(
-    request: httpx.Request,
+    request: Call,
     ak: Secret,
     sk: Secret,
     *,
@@ -98,13 +99,13 @@ def sign_request(
     if project_id:
         request.headers["X-Project-Id"] = project_id
     signed = {k: v for k, v in request.headers.items() if k.lower() in SIGNED}
-    signed.setdefault("host", request.url.netloc.decode("ascii"))
+    signed.setdefault("host", request.host)
     request.headers["Authorization"] = authorization(
         ak.reveal(),
         sk.reveal(),
         request.method,
-        request.url.raw_path.decode("ascii").split("?", 1)[0],  # as sent; canonical_uri decodes it once
-        request.url.params.multi_items(),
+        request.path,  # as sent; canonical_uri decodes it once
+        list(request.query),
         signed,
         request.content,
     )
@@ -118,7 +119,7 @@ class AkSkCredentials:
     def __init__(self, ak: Secret, sk: Secret, security_token: Secret | None, project_id: str | None) -> None:
         self._ak, self._sk, self._security_token, self._project_id = ak, sk, security_token, project_id
 
-    def apply(self, request: httpx.Request) -> None:
+    def apply(self, request: Call) -> None:
         """Sign ``request``."""
         sign_request(
             request, self._ak, self._sk, security_token=self._security_token, project_id=self._project_id

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -15,6 +15,9 @@ from function import outbound
 from function.credentials.refreshing import Refreshing
 from function.errors import CredentialsError
 from function.secret import Secret
+
+if TYPE_CHECKING:
+    from function.outbound.endpoint import Call
 
 
 def parse_expiry(text: object) -> float:
@@ -44,7 +47,7 @@ class IamTokenSource:
         self._http = outbound.client(timeout=timeout)
         self.token: Refreshing[Secret] = Refreshing(self._fetch, wait=timeout)
 
-    def apply(self, request: httpx.Request) -> None:
+    def apply(self, request: Call) -> None:
         """Authenticate ``request`` with the current token."""
         request.headers["X-Auth-Token"] = self.token.get().reveal()
 

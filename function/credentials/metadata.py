@@ -8,6 +8,7 @@ and a new key is fetched ahead of ``expires_at``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -17,6 +18,9 @@ from function.credentials.iam import parse_expiry
 from function.credentials.refreshing import Refreshing
 from function.errors import CredentialsError
 from function.secret import Secret
+
+if TYPE_CHECKING:
+    from function.outbound.endpoint import Call
 
 SECURITY_KEY_PATH = "/openstack/latest/securitykey"
 
@@ -44,7 +48,7 @@ class MetadataKeys:
         self._http = outbound.client(timeout=timeout)
         self.key: Refreshing[TemporaryKey] = Refreshing(self._fetch, wait=timeout)
 
-    def apply(self, request: httpx.Request) -> None:
+    def apply(self, request: Call) -> None:
         """Sign ``request`` with the current temporary key."""
         key = self.key.get()
         sign_request(request, key.ak, key.sk, security_token=key.security_token, project_id=self._project_id)

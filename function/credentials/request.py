@@ -12,14 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
-from typing import Final, Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Final, Protocol
 
 from function import jsonlog
 from function.credentials.aksk import AkSkCredentials
 from function.errors import CredentialsError
 from function.secret import Secret
+
+if TYPE_CHECKING:
+    from function.outbound.endpoint import Call
 
 HEADERS: Final = ("X-CFF-Security-Access-Key", "X-CFF-Security-Secret-Key", "X-CFF-Security-Token")
 TOKEN_HEADER: Final = "X-CFF-Auth-Token"  # noqa: S105 - a header's name
@@ -30,7 +31,7 @@ class Credentials(Protocol):
 
     name: str
 
-    def apply(self, request: httpx.Request) -> None:
+    def apply(self, request: Call) -> None:
         """Add the headers that authenticate ``request``."""
 
     def reload(self) -> object:
@@ -43,7 +44,7 @@ class _RequestToken:
     def __init__(self, token: Secret) -> None:
         self._token = token
 
-    def apply(self, request: httpx.Request) -> None:
+    def apply(self, request: Call) -> None:
         request.headers["X-Auth-Token"] = self._token.reveal()
 
     def reload(self) -> None:
@@ -85,7 +86,7 @@ class RequestScoped:
     def __init__(self, fallback: Credentials | None) -> None:
         self._fallback = fallback
 
-    def apply(self, request: httpx.Request) -> None:
+    def apply(self, request: Call) -> None:
         """Authenticate with the request's credentials, or the fallback."""
         self._current().apply(request)
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from function.errors import CredentialsError, SettingsError
 from function.secret import Secret
+
+if TYPE_CHECKING:
+    from function.outbound.endpoint import Call
 
 
 class TokenSource:
@@ -34,7 +36,7 @@ class TokenSource:
             except CredentialsError as exc:
                 raise SettingsError(str(exc)) from None
 
-    def apply(self, request: httpx.Request) -> None:
+    def apply(self, request: Call) -> None:
         """Authenticate ``request`` with the token."""
         request.headers["X-Auth-Token"] = self.current().reveal()
 

@@ -13,7 +13,7 @@ import re
 import socket
 import ssl
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 MAX_LINE: Final = 65536
 MAX_HEADERS: Final = 100
@@ -33,6 +33,15 @@ class UnsafeRequestError(ValueError):
 
 class StaleConnectionError(ConnectionResetError):
     """The server closed the connection before a byte of the response: a kept-alive connection gone stale."""
+
+
+class Request(NamedTuple):
+    """One request as written: its headers name the host and frame the body (Content-Length)."""
+
+    method: str
+    target: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
 
 
 @dataclass(frozen=True)
@@ -75,8 +84,9 @@ class Connection:
         self.reader.close()
         self.sock.close()
 
-    def send(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        """Write one request; the headers must already frame the body (httpx sets Content-Length)."""
+    def send(self, request: Request) -> None:
+        """Write one request."""
+        method, target, headers, body = request
         lines = [method.encode("ascii") + b" " + target + b" HTTP/1.1"]
         for name, value in headers:
             lines.append(name + b": " + value)

@@ -15,17 +15,18 @@ back and the method is idempotent (RFC 9110 §9.2.2).
 
 from __future__ import annotations
 
+import functools
 import select
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
 import httpx
 
-from function.outbound.http11 import Connection, ProtocolError, StaleConnectionError
+from function.outbound.http11 import Connection, ProtocolError, Request, Response, StaleConnectionError
 
 IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
@@ -41,6 +42,23 @@ _FAILURES: Final = (OSError, ProtocolError, ValueError)
 _STALE: Final = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
 Origin = tuple[str, str, int]
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The process-wide verifying TLS context (certifi's CA bundle, as httpx uses by default).
+
+    Building one (loading the CA bundle) costs ~30 ms; httpx builds one per client unless given one. It
+    is built on the first HTTPS connection, not at import: a cold start pays only for what it uses.
+    """
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def keep_alive(*, connect_retries: int = 0) -> KeepAliveTransport:
+    """reaper's transport: per-thread keep-alive connections, TLS verified with the shared context."""
+    return KeepAliveTransport(ssl_context=tls_context, connect_retries=connect_retries)
 
 
 @dataclass
@@ -74,24 +92,39 @@ class KeepAliveTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` and read the whole answer (reaper's answers are small JSON bodies)."""
-        origin = _origin(request.url)
-        body = request.read()
-        timeouts = request.extensions.get("timeout", {})
+        try:
+            wire = Request(request.method, request.url.raw_path, request.headers.raw, request.read())
+            response = self.exchange(origin_of(request.url), wire, request.extensions.get("timeout", {}))
+        except httpx.TransportError as exc:
+            exc.request = request
+            raise
+        return httpx.Response(
+            response.status,
+            headers=response.headers,
+            content=response.content,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason},
+        )
+
+    def exchange(self, origin: Origin, request: Request, timeouts: Mapping[str, float | None]) -> Response:
+        """Send ``request`` to ``origin`` on this thread's connection and read the whole response.
+
+        Failures raise ``httpx.TransportError``s.
+        """
         pooled = self._take(origin)
-        connection = pooled or self._open(origin, timeouts, request)
+        connection = pooled or self._open(origin, timeouts)
         while True:
             try:
-                return self._exchange(connection, request, body, timeouts, origin)
+                return self._exchange(connection, origin, request, timeouts)
             except BaseException as exc:
                 self._discard(connection)
                 if not isinstance(exc, _FAILURES):
                     raise
                 stale = connection is pooled and isinstance(exc, _STALE) and request.method in IDEMPOTENT
                 if not stale:
-                    raise _mapped(exc, request, connecting=False) from exc
+                    raise _mapped(exc, connecting=False) from exc
             # The server closed a kept-alive connection as we reused it, and nothing was answered: once
             # more, on a new connection (which is never ``pooled``, so this happens at most once).
-            connection = self._open(origin, timeouts, request)
+            connection = self._open(origin, timeouts)
 
     def close(self) -> None:
         """Close every connection any thread opened."""
@@ -119,7 +152,7 @@ class KeepAliveTransport(httpx.BaseTransport):
         self._discard(pooled.connection)
         return None
 
-    def _open(self, origin: Origin, timeouts: dict[str, float | None], request: httpx.Request) -> Connection:
+    def _open(self, origin: Origin, timeouts: Mapping[str, float | None]) -> Connection:
         scheme, host, port = origin
         tls = self._tls() if scheme == "https" else None
         for attempt in range(self._connect_retries + 1):
@@ -128,11 +161,11 @@ class KeepAliveTransport(httpx.BaseTransport):
                 break
             except OSError as exc:
                 if attempt == self._connect_retries:
-                    raise _mapped(exc, request, connecting=True) from exc
+                    raise _mapped(exc, connecting=True) from exc
         with self._lock:
             if self._closed:
                 connection.close()
-                raise httpx.ConnectError("transport is closed", request=request)
+                raise httpx.ConnectError("transport is closed")
             self._every.add(connection)
         return connection
 
@@ -150,15 +183,10 @@ class KeepAliveTransport(httpx.BaseTransport):
         connection.close()
 
     def _exchange(
-        self,
-        connection: Connection,
-        request: httpx.Request,
-        body: bytes,
-        timeouts: dict[str, float | None],
-        origin: Origin,
-    ) -> httpx.Response:
+        self, connection: Connection, origin: Origin, request: Request, timeouts: Mapping[str, float | None]
+    ) -> Response:
         connection.sock.settimeout(timeouts.get("write"))
-        connection.send(request.method, request.url.raw_path, request.headers.raw, body)
+        connection.send(request)
         connection.sock.settimeout(timeouts.get("read"))
         response = connection.receive(request.method)
         if response.keep_alive:
@@ -166,12 +194,7 @@ class KeepAliveTransport(httpx.BaseTransport):
             self._pool()[origin] = _Pooled(connection, now + self._idle_limit(response.headers), now)
         else:
             self._discard(connection)
-        return httpx.Response(
-            response.status,
-            headers=response.headers,
-            content=response.content,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason},
-        )
+        return response
 
     def _idle_limit(self, headers: list[tuple[bytes, bytes]]) -> float:
         """How long the connection may idle: the server's Keep-Alive timeout less a margin, if it said."""
@@ -187,7 +210,8 @@ class KeepAliveTransport(httpx.BaseTransport):
         return self._max_idle
 
 
-def _origin(url: httpx.URL) -> Origin:
+def origin_of(url: httpx.URL) -> Origin:
+    """The (scheme, host, port) a URL's connections go to; only http and https are spoken."""
     scheme = url.scheme
     if scheme not in _DEFAULT_PORTS:
         raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
@@ -207,7 +231,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def _mapped(exc: BaseException, request: httpx.Request, *, connecting: bool) -> httpx.TransportError:
+def _mapped(exc: BaseException, *, connecting: bool) -> httpx.TransportError:
     """The httpx exception a caller of httpx expects for a low-level failure."""
     error: httpx.TransportError
     if isinstance(exc, TimeoutError):
@@ -220,5 +244,4 @@ def _mapped(exc: BaseException, request: httpx.Request, *, connecting: bool) -> 
         error = httpx.ReadError(_describe(exc))
     else:  # ValueError: a method or target that is not ASCII
         error = httpx.LocalProtocolError(_describe(exc))
-    error.request = request
     return error

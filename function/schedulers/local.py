@@ -23,12 +23,9 @@ class LocalScheduler:
         target_url: str,
         *,
         timeout: float = 5.0,
-        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._target = target_url
-        self._http = outbound.Endpoint(
-            service_url, timeout=httpx.Timeout(timeout), transport=transport, connect_retries=1
-        )
+        self._http = outbound.Endpoint(service_url, timeout=httpx.Timeout(timeout), connect_retries=1)
 
     def schedule(self, event: CloudEvent, delay: float, dedup_key: str) -> None:
         """Ask the delay service to deliver ``event`` to the function after ``delay`` seconds."""
@@ -39,11 +36,11 @@ class LocalScheduler:
             "event": to_dict(event),
         }
         try:
-            response = self._http.send(self._http.request("POST", "/v1/events", json=body))
+            answer = self._http.send(self._http.call("POST", "/v1/events", json=body))
         except httpx.HTTPError as exc:
             raise HandOffError(f"delay service unreachable: {type(exc).__name__}") from None
-        if response.status_code not in _OK:
-            raise HandOffError(f"delay service answered {response.status_code}")
+        if answer.status not in _OK:
+            raise HandOffError(f"delay service answered {answer.status}")
 
     def close(self) -> None:
         """Release pooled connections."""
