@@ -33,7 +33,7 @@ from function.delaystore import DelayStore, Delivery
 from function.errors import BadEventError
 from function.inbound import strictjson
 from function.inbound.bodylimit import BodyLimit
-from function.wsgi import threaded_server
+from function.wsgi import json_response, threaded_server
 
 _LOG = logging.getLogger("reaper.delay")
 MAX_DELAY: Final = 30 * 24 * 3600.0
@@ -233,9 +233,7 @@ def _check_request(body: Any, allowed_targets: tuple[str, ...]) -> str | None:
 
 
 def _json(body: dict[str, Any], status: int) -> flask.Response:
-    response = flask.jsonify(body)
-    response.status_code = status
-    return response
+    return json_response(body, status)
 
 
 def wsgi_app(db_path: Path | str, allowed_targets: tuple[str, ...]) -> flask.Flask:

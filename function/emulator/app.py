@@ -11,7 +11,7 @@ import flask
 from werkzeug.serving import BaseWSGIServer
 
 from function.emulator.fleet import Config, Fault, Fleet
-from function.wsgi import threaded_server
+from function.wsgi import json_response, threaded_server
 
 _MAX_IDS_PER_LIST: Final = 100
 _MAX_IDS_PER_BATCH: Final = 50
@@ -66,7 +66,7 @@ def create_app(fleet: Fleet) -> flask.Flask:
         call: str, project_id: str, instance_id: str | None, status: int, body: Any, **headers: str
     ) -> flask.Response:
         fleet.record(_entry(call, project_id, instance_id, status, None))
-        response = flask.make_response(flask.jsonify(body) if body is not None else "", status)
+        response = json_response(body, status) if body is not None else flask.Response("", status)
         response.headers.update(headers)
         return response
 
