@@ -435,7 +435,9 @@ def timing(job: Job, result: Result) -> DeleteTiming | None:
 def learn(estimate: Estimate, observed: DeleteTiming, policy: Policy) -> Estimate:
     """The estimate after one more finished delete (the learned schedule's only state).
 
-    A delete gone at the first look took at most ``done``: probe a quarter step earlier. One pinned between
+    A delete gone at the first look took at most ``done``: probe a quarter step earlier than that look was
+    planned (the estimate the chain carried, when it is smaller: a transport that delivers every check late
+    must not hold an estimate that is too high in place). One pinned between
     two checks a short step apart took about ``done``. A wide bracket says only that it took longer than
     ``seen`` and at most ``done``: past the chain's own estimate (the growing steps of an estimate too
     low), aim at the bracket's middle; before it (a scout that found the delete running, then the check
@@ -443,7 +445,7 @@ def learn(estimate: Estimate, observed: DeleteTiming, policy: Policy) -> Estimat
     """
     current = estimate.seconds
     if observed.seen is None:
-        target = min(current, observed.done * (1.0 - policy.check_step / 4))
+        target = min(current, min(observed.done, observed.expected) * (1.0 - policy.check_step / 4))
     elif observed.done - observed.seen <= 2 * policy.check_step * observed.done:
         target = observed.done
     elif observed.seen >= observed.expected:

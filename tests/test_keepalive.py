@@ -388,6 +388,9 @@ def test_endpoint_failures_are_httpx_errors(serve) -> None:
     endpoint = Endpoint(server.url, timeout=httpx.Timeout(2.0))
     with pytest.raises(httpx.LocalProtocolError):
         endpoint.send(endpoint.call("GET", "/ü"))
+    with pytest.raises(httpx.LocalProtocolError) as refused:
+        endpoint.send(endpoint.call("GET", "/", headers={"X-Auth-Token": "t€k-secret"}))
+    assert "secret" not in str(refused.value)
     assert server.requests == []
     endpoint.close()
 

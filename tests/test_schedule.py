@@ -103,12 +103,15 @@ def test_what_a_finished_chain_teaches() -> None:
 
 
 # -- learning -------------------------------------------------------------------------------------------
-def reap(estimate: Estimate, took: float, policy: Policy, rng: random.Random) -> tuple[Estimate, int, float]:
-    """One delete that takes ``took`` s, checked as the core schedules it: (estimate after, reads, lag)."""
+def reap(
+    estimate: Estimate, took: float, policy: Policy, rng: random.Random, late: float = 0.0
+) -> tuple[Estimate, int, float]:
+    """One delete that takes ``took`` s, checked as the core schedules it (each check ``late`` s after
+    it was due, as a slow delay transport delivers it): (estimate after, reads, lag)."""
     job = accepted(estimate.seconds)
     now, reads = T0, 0
     while True:
-        now += core.clamp(core.next_check(job, now, policy, rng.random), job, now, policy)
+        now += core.clamp(core.next_check(job, now, policy, rng.random), job, now, policy) + late
         reads += 1
         if now - T0 >= took:
             observed = core.timing(job, core.Result("terminated", at=now))
@@ -118,12 +121,12 @@ def reap(estimate: Estimate, took: float, policy: Policy, rng: random.Random) ->
 
 
 def fleet(
-    seed: float, durations: list[float], policy: Policy = POLICY
+    seed: float, durations: list[float], policy: Policy = POLICY, late: float = 0.0
 ) -> tuple[Estimate, list[int], list[float]]:
     rng = random.Random(13)
     estimate, reads, lags = Estimate(seed), [], []
     for took in durations:
-        estimate, n, lag = reap(estimate, took, policy, rng)
+        estimate, n, lag = reap(estimate, took, policy, rng, late)
         reads.append(n)
         lags.append(lag)
     return estimate, reads, lags
@@ -139,6 +142,20 @@ def test_the_estimate_converges_to_the_fleets_delete_time(seed: float, delete_ti
     assert delete_time * 0.9 <= estimate.seconds <= delete_time * 1.15
     assert statistics.mean(reads[-200:]) <= 1.5
     assert sorted(lags[-200:])[int(0.95 * 200)] <= 0.1 * delete_time
+
+
+@pytest.mark.parametrize("late", [1.0, 3.0])
+def test_an_estimate_too_high_comes_down_though_every_check_arrives_late(late: float) -> None:
+    """Checks delivered seconds after they were due (a slow transport) still teach a high estimate down.
+
+    A delete gone at the first look took at most the estimate, however late that look came.
+    """
+    rng = random.Random(5)
+    durations = [60.0 * (1 + rng.uniform(-0.03, 0.03)) for _ in range(600)]
+    estimate, reads, lags = fleet(90.0, durations, late=late)
+    assert estimate.seconds <= 60.0 * 1.1
+    assert statistics.mean(reads[-200:]) <= 1.5
+    assert sorted(lags[-200:])[int(0.95 * 200)] <= 0.1 * 60.0 + late
 
 
 def test_a_cold_process_learns_from_its_first_deletes() -> None:

@@ -14,6 +14,7 @@ from cloudevents.conversion import to_structured
 
 from function import jsonlog
 from function.credentials import TokenSource
+from function.outbound import Call
 from function.procs import free_port
 from function.secret import Secret
 from function.settings import Settings
@@ -98,6 +99,11 @@ def test_reprs_and_settings_view_mask_the_token(tmp_path: Path) -> None:
     assert event_key not in repr(EventSigner(Secret(event_key)))
     (tmp_path / "t").write_text(token)
     assert token not in repr(TokenSource(token_file=tmp_path / "t"))
+    call = Call("DELETE", "clouddc.invalid", "/v1/p/instances/i")
+    TokenSource(secret).apply(call)
+    assert call.headers["X-Auth-Token"] == token  # what is sent
+    assert token not in repr(call)
+    assert token not in str(call)
     with pytest.raises(TypeError):
         __import__("pickle").dumps(secret)
 

@@ -28,14 +28,17 @@ USER_AGENT: Final = "reaper/0.1"
 
 @dataclass(slots=True)
 class Call:
-    """One request to an endpoint: ``path`` percent-encoded, ``query`` decoded, ``headers`` to add to."""
+    """One request to an endpoint: ``path`` percent-encoded, ``query`` decoded, ``headers`` to add to.
+
+    Its repr leaves out headers and body: they carry the token or the AK/SK signature once authenticated.
+    """
 
     method: str
     host: str
     path: str
     query: tuple[tuple[str, str], ...] = ()
-    headers: dict[str, str] = field(default_factory=dict)
-    content: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    content: bytes = field(default=b"", repr=False)
 
     @property
     def target(self) -> str:
@@ -106,14 +109,17 @@ class Endpoint:
         """Send ``call`` and return the whole answer; transport failures raise ``httpx.TransportError``."""
         if self._transport is None:
             return self._send_proxied(call)
-        head = [(b"Host", call.host.encode("ascii"))]
-        head.extend((name.encode("latin-1"), value.encode("latin-1")) for name, value in call.headers.items())
-        if call.content or call.method in _FRAMED_ALWAYS:
-            head.append((b"Content-Length", str(len(call.content)).encode("ascii")))
         try:
             target = call.target.encode("ascii")
+            head = [(b"Host", call.host.encode("ascii"))]
+            head.extend(
+                (name.encode("ascii"), value.encode("latin-1")) for name, value in call.headers.items()
+            )
         except UnicodeEncodeError:
-            raise httpx.LocalProtocolError("the request target is not ASCII") from None
+            # Never echo the text: a header value may be a credential.
+            raise httpx.LocalProtocolError("the request target or a header is not encodable") from None
+        if call.content or call.method in _FRAMED_ALWAYS:
+            head.append((b"Content-Length", str(len(call.content)).encode("ascii")))
         wire = http11.Request(call.method, target, head, call.content)
         response = self._transport.exchange(self._origin, wire, self._timeouts)
         fields = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in response.headers}
