@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from bench import load
 from bench.__main__ import FLEETS, THROUGHPUT_POINTS, plot, report
+from bench.stub_upstream import answer
 from tests.conftest import Receiver
 
 
@@ -76,6 +79,10 @@ def test_report_has_every_table_and_row() -> None:
     results = {
         "cost": {"rows": rows, "ideal": {"busy_ms": 1.5}},
         "throughput": tp,
+        "ceiling": {
+            "no-op": {"rate": 1000.0, "cpu_ms": 0.5, "upstream_ms": 0.1, "errors": 0},
+            "reaper": {"rate": 450.0, "cpu_ms": 1.1, "upstream_ms": 0.3, "errors": 0},
+        },
         "cold": cold,
         "memory": mem,
         "transports": trans,
@@ -94,6 +101,8 @@ def test_report_has_every_table_and_row() -> None:
         "| 1.00 | 2.00 | 0 |",
         "| the same, in no-ops (vs the no-op's events/s) | 25% | ≥ 20%",
         "= 25% | ≥ 40 % | **missed** |",
+        "(the function's own ceiling, §2b) | 450 / 1000 = 45% | ≥ 40 % | met |",
+        "| reaper | 450 | 1.10 | 0.30 | 0 |",
         "2.50 M (no-op 1.00 M = 2.50x) | ≤ 2.67x the no-op | met |",
         "grows 10.0 MB over its first 2,000 events",
         "| RSS",
@@ -105,3 +114,18 @@ def test_report_has_every_table_and_row() -> None:
     assert svg.startswith("<svg")
     assert svg.count("<circle") == 2  # T = 20 s, learned and fixed
     assert svg.count("<polygon") == 2  # the mixed fleet
+
+
+def test_the_stub_upstream_answers_as_the_emulator_would() -> None:
+    """The ceiling's stub lists the asked ids under their project, accepts DELETEs and schedules."""
+    template = {"id": "t", "name": "t", "state": "running", "metadata": {}, "project_id": "t"}
+    status, body = answer("GET", "/v1/p-1/instances?limit=100&instance_id=i-1", template)
+    listed = json.loads(body)
+    assert status == b"200 OK"
+    assert listed["instances"] == [
+        {**template, "id": "i-1", "name": "i-1", "server_id": "srv-i-1", "project_id": "p-1"}
+    ]
+    assert listed["page_info"]["next_marker"] is None
+    assert answer("DELETE", "/v1/p-1/instances/i-1", template) == (b"204 No Content", b"")
+    assert answer("POST", "/v1/events", template)[0] == b"202 Accepted"
+    assert answer("GET", "/v1/p-1/instances/i-1/status", template)[0] == b"404 Not Found"

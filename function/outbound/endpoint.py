@@ -71,13 +71,12 @@ class Endpoint:
         connect_retries: int = 0,
     ) -> None:
         url = httpx.URL(base_url.rstrip("/"))
-        self.base_url = str(url)
         self._origin = origin_of(url)
         self._host = url.netloc.decode("ascii")
         self._prefix = url.raw_path.decode("ascii").rstrip("/")
         self._headers = {"User-Agent": USER_AGENT, **(headers or {})}
         self._timeouts = timeout.as_dict()
-        proxy = environment_proxy(self.base_url)
+        proxy = environment_proxy(str(url))
         self._proxied: httpx.BaseTransport | None = None
         self._transport: KeepAliveTransport | None = None
         if proxy is not None:
