@@ -230,6 +230,32 @@ THROUGHPUT_POINTS = [
 ]
 
 
+def measured_load(
+    process: Process, upstream: list[Process], project: str, prefix: str, count: int, in_flight: int
+) -> dict[str, Any]:
+    """One bounded load run (<= 8 s), with the server's and its upstreams' CPU per answered event."""
+    assert process.proc is not None
+    pids = [p.proc.pid for p in upstream if p.proc is not None]
+    before, upstream_before = cpu_seconds(process.proc.pid), sum(cpu_seconds(pid) for pid in pids)
+    result = load(process.url + "/", project, prefix, count, in_flight, 8.0)
+    answered = max(result["ok"], 1)
+    result["cpu_ms"] = (cpu_seconds(process.proc.pid) - before) * 1000 / answered
+    result["upstream_ms"] = (sum(cpu_seconds(pid) for pid in pids) - upstream_before) * 1000 / answered
+    return result
+
+
+def run_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over runs (errors summed)."""
+    return {
+        "rate": median([r["ok"] / r["seconds"] for r in results]),
+        "p50": median([r["p50"] for r in results]),
+        "p99": median([r["p99"] for r in results]),
+        "cpu_ms": median([r["cpu_ms"] for r in results]),
+        "upstream_ms": median([r["upstream_ms"] for r in results]),
+        "errors": sum(r["sent"] - r["ok"] for r in results),
+    }
+
+
 def throughput() -> list[dict[str, Any]]:
     say("[2/7] throughput through gunicorn (functions-framework without --debug), <= 8 s per run")
     stack = Stack(termination_seconds=3600)
@@ -245,28 +271,14 @@ def throughput() -> list[dict[str, Any]]:
                 project = f"tp{index}r{run}"
                 prefix = f"p{index}r{run}-"
                 stack.seed(project, [f"{prefix}{n:06d}" for n in range(per_run)])
-                assert process.proc is not None
-                before = cpu_seconds(process.proc.pid)
-                upstream = [cpu_seconds(p.proc.pid) for p in (stack.emulator, stack.delay) if p.proc]
                 # Enough in flight to keep every thread busy while upstream calls wait.
-                result = load(process.url + "/", project, prefix, per_run, max(96, threads * 3 // 2), 8.0)
-                answered = max(result["ok"], 1)
-                result["cpu_ms"] = (cpu_seconds(process.proc.pid) - before) * 1000 / answered
-                after = [cpu_seconds(p.proc.pid) for p in (stack.emulator, stack.delay) if p.proc]
-                result["upstream_ms"] = (sum(after) - sum(upstream)) * 1000 / answered
+                in_flight = max(96, threads * 3 // 2)
+                result = measured_load(
+                    process, [stack.emulator, stack.delay], project, prefix, per_run, in_flight
+                )
                 results.append(result)
             stack.stop_function(process)
-            row = {
-                "label": label,
-                "threads": threads,
-                "latency_ms": latency * 1000,
-                "rate": median([r["ok"] / r["seconds"] for r in results]),
-                "p50": median([r["p50"] for r in results]),
-                "p99": median([r["p99"] for r in results]),
-                "cpu_ms": median([r["cpu_ms"] for r in results]),
-                "upstream_ms": median([r["upstream_ms"] for r in results]),
-                "errors": sum(r["sent"] - r["ok"] for r in results),
-            }
+            row = {"label": label, "threads": threads, "latency_ms": latency * 1000, **run_summary(results)}
             say(
                 f"      {label:7} threads={threads:<4} latency={latency * 1000:>4.0f} ms  {row['rate']:7.1f} ev/s"
             )
@@ -298,24 +310,11 @@ def ceiling() -> dict[str, Any]:
         for run in range(RUNS):
             for label, source in (("no-op", BENCH / "noop_main.py"), ("reaper", None)):
                 process, _ = stack.function(source=source, threads=16, **env)
-                assert process.proc is not None
-                assert stub.proc is not None
-                before, stub_before = cpu_seconds(process.proc.pid), cpu_seconds(stub.proc.pid)
-                result = load(process.url + "/", "ceiling", f"c{run}{label[0]}-", 4000, 96, 8.0)
-                answered = max(result["ok"], 1)
-                result["cpu_ms"] = (cpu_seconds(process.proc.pid) - before) * 1000 / answered
-                result["upstream_ms"] = (cpu_seconds(stub.proc.pid) - stub_before) * 1000 / answered
-                samples[label].append(result)
+                samples[label].append(
+                    measured_load(process, [stub], "ceiling", f"c{run}{label[0]}-", 4000, 96)
+                )
                 stack.stop_function(process)
-        return {
-            label: {
-                "rate": median([r["ok"] / r["seconds"] for r in runs]),
-                "cpu_ms": median([r["cpu_ms"] for r in runs]),
-                "upstream_ms": median([r["upstream_ms"] for r in runs]),
-                "errors": sum(r["sent"] - r["ok"] for r in runs),
-            }
-            for label, runs in samples.items()
-        }
+        return {label: run_summary(runs) for label, runs in samples.items()}
     finally:
         if stub is not None:
             stub.stop()

@@ -186,10 +186,10 @@ def create_app(store: DelayStore, dispatcher: Dispatcher, allowed_targets: tuple
         try:
             body = strictjson.loads(flask.request.get_data())
         except BadEventError as exc:
-            return _json({"error": exc.message}, 400)
+            return json_response({"error": exc.message}, 400)
         problem = _check_request(body, allowed_targets)
         if problem:
-            return _json({"error": problem}, 400)
+            return json_response({"error": problem}, 400)
         assert isinstance(body, dict)
         now = time.time()
         due_at = now + float(body["delay_seconds"])
@@ -197,15 +197,17 @@ def create_app(store: DelayStore, dispatcher: Dispatcher, allowed_targets: tuple
         added = store.add(str(body["dedup_key"]), str(body["target"]), payload, due_at, now)
         if added:
             dispatcher.wake()
-        return _json({"duplicate": not added, "due_at": due_at}, 202 if added else 200)
+        return json_response({"duplicate": not added, "due_at": due_at}, 202 if added else 200)
 
     @app.get("/v1/events")
     def overview() -> flask.Response:
-        return _json({"counts": store.counts(), "next_due": store.next_due(), "dead": store.dead()}, 200)
+        return json_response(
+            {"counts": store.counts(), "next_due": store.next_due(), "dead": store.dead()}, 200
+        )
 
     @app.get("/healthz")
     def healthz() -> flask.Response:
-        return _json({"ok": True}, 200)
+        return json_response({"ok": True}, 200)
 
     return app
 
@@ -230,10 +232,6 @@ def _check_request(body: Any, allowed_targets: tuple[str, ...]) -> str | None:
     ):
         return "event must be a structured CloudEvent object"
     return None
-
-
-def _json(body: dict[str, Any], status: int) -> flask.Response:
-    return json_response(body, status)
 
 
 def wsgi_app(db_path: Path | str, allowed_targets: tuple[str, ...]) -> flask.Flask:

@@ -2,8 +2,8 @@
 
 Why not ``http.client``: it parses every response's headers through the ``email`` package, ~0.1 ms of
 CPU a call here against ~0.03 ms for this module (measured in docs/performance-notes.md) — a third of
-a reaper event's own cost at three calls per event. What reaper needs is small: requests whose bodies
-httpx already encoded, responses framed by Content-Length, chunked coding or the connection's close.
+a reaper event's own cost at three calls per event. What reaper needs is small: requests already encoded (by
+``endpoint`` or httpx), responses framed by Content-Length, chunked coding or the connection's close.
 Limits guard against a misbehaving peer: header lines, header count and body size are bounded.
 """
 
