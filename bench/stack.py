@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -102,14 +104,18 @@ class Stack:
         self.admin = httpx.Client(base_url=self.emulator.url, timeout=60)
         self.functions: list[tuple[Process, IO[bytes]]] = []
 
-    def function(self, source: Path | None = None, threads: int = 64, **env: str) -> tuple[Process, Path]:
-        """Start a functions-framework process (gunicorn, no --debug) and return it with its log path."""
+    def function(
+        self, source: Path | None = None, threads: int = 64, cpus: set[int] | None = None, **env: str
+    ) -> tuple[Process, Path]:
+        """Start a functions-framework process (gunicorn, no --debug), on ``cpus`` if given, with its log path."""
         port = free_port()
         log_path = self.workdir / f"function-{port}.log"
         log = log_path.open("wb")
         argv = function_command(port)
         if source is not None:
             argv[argv.index("--source") + 1] = str(source)
+        if cpus:
+            argv = ["taskset", "-c", ",".join(map(str, sorted(cpus))), *argv]
         settings = self.function_env(
             REAPER_SELF_URL=f"http://127.0.0.1:{port}/", K_SINK=self.sink.url, THREADS=str(threads), **env
         )
@@ -156,6 +162,25 @@ class Stack:
         self.emulator.stop()
         self.sink.close()
         self.admin.close()
+
+
+@contextlib.contextmanager
+def cpu_of_its_own() -> Iterator[set[int] | None]:
+    """Keep one CPU for the function: this process, and all it starts from here on, runs on the others.
+
+    A worker is one Python process (one GIL): it gets a CPU to itself, as on a 1-vCPU allocation, and the
+    load generator and the upstream it calls stay off that CPU. None on a one-CPU machine or without taskset.
+    """
+    allowed = os.sched_getaffinity(0)
+    if len(allowed) < 2 or shutil.which("taskset") is None:
+        yield None
+        return
+    own = {min(allowed)}
+    os.sched_setaffinity(0, allowed - own)
+    try:
+        yield own
+    finally:
+        os.sched_setaffinity(0, allowed)
 
 
 def log_lines(path: Path) -> list[dict[str, Any]]:

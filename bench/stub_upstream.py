@@ -1,8 +1,9 @@
 """Canned CloudDC and delay-service answers on raw asyncio keep-alive connections: the bench's cheapest upstream.
 
-``python -m bench.stub_upstream PORT TEMPLATE_JSON`` answers ListInstances with the template record (as the
+``python -m bench.stub_upstream PORT TEMPLATE_JSON [LATENCY_S]`` answers ListInstances with the template record (as the
 emulator shows a running instance) under the asked id, DeleteInstance with 204 and the delay service's
-``POST /v1/events`` with 202 — nothing is stored. It exists to measure the function's own ceiling: the
+``POST /v1/events`` with 202 — nothing is stored; CloudDC answers wait LATENCY_S first, as the emulator's
+``latency`` setting does. It exists to measure the function's own ceiling: the
 emulator and delay service cost more CPU per event than the function, on the same two cores.
 """
 
@@ -33,7 +34,7 @@ def answer(method: str, target: str, template: dict[str, Any]) -> tuple[bytes, b
     return b"404 Not Found", b'{"error_code":"CDC.0404","error_msg":"not here"}'
 
 
-async def serve(port: int, template: dict[str, Any]) -> None:
+async def serve(port: int, template: dict[str, Any], latency: float = 0.0) -> None:
     """Answer every connection's requests until the process is stopped."""
 
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -53,6 +54,8 @@ async def serve(port: int, template: dict[str, Any]) -> None:
                 if length:
                     await reader.readexactly(length)
                 status, body = answer(method, target, template)
+                if latency and not target.startswith("/v1/events"):
+                    await asyncio.sleep(latency)
                 writer.write(
                     b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\n"
                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
@@ -66,8 +69,9 @@ async def serve(port: int, template: dict[str, Any]) -> None:
 
 
 def main() -> int:
-    """Serve on the port given, with the record template given (JSON)."""
-    asyncio.run(serve(int(sys.argv[1]), json.loads(sys.argv[2])))
+    """Serve on the port given, with the record template given (JSON) and the CloudDC latency given."""
+    latency = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+    asyncio.run(serve(int(sys.argv[1]), json.loads(sys.argv[2]), latency))
     return 0
 
 

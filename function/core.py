@@ -43,6 +43,10 @@ SCOUT_AT: Final = 0.5
 # few by more), and by at most doubling it: one instance stuck for an hour cannot make the fleet wait.
 LEARN_RATE: Final = 0.25
 MAX_RISE: Final = 2.0
+# The estimate remembers what its last 16 deletes showed. While they agree (every sighting of one still
+# running came before every one found gone), the fleet's deletes take about the same time, and a wide
+# bracket's middle is kept inside what they agree on.
+EVIDENCE: Final = 16
 
 
 @dataclass(frozen=True)
@@ -405,6 +409,8 @@ class Estimate:
 
     seconds: float
     samples: int = 0
+    # (seen, done) of the last EVIDENCE finished deletes, oldest first (see ``DeleteTiming``).
+    evidence: tuple[tuple[float | None, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -440,8 +446,10 @@ def learn(estimate: Estimate, observed: DeleteTiming, policy: Policy) -> Estimat
     must not hold an estimate that is too high in place). One pinned between
     two checks a short step apart took about ``done``. A wide bracket says only that it took longer than
     ``seen`` and at most ``done``: past the chain's own estimate (the growing steps of an estimate too
-    low), aim at the bracket's middle; before it (a scout that found the delete running, then the check
-    at the estimate found it gone), the estimate held: keep it, at most ``done``.
+    low), aim at the bracket's middle, kept within what the last deletes agree on (a chain that followed a
+    cold estimate finishes last, with the widest bracket: it must not lift an estimate its fleet has
+    settled); before it (a scout that found the delete running, then the check at the estimate found it
+    gone), the estimate held: keep it, at most ``done``.
     """
     current = estimate.seconds
     if observed.seen is None:
@@ -449,12 +457,26 @@ def learn(estimate: Estimate, observed: DeleteTiming, policy: Policy) -> Estimat
     elif observed.done - observed.seen <= 2 * policy.check_step * observed.done:
         target = observed.done
     elif observed.seen >= observed.expected:
-        target = (observed.seen + observed.done) / 2
+        target = _agreed((observed.seen + observed.done) / 2, estimate.evidence)
     else:
         target = min(current, observed.done)
     weight = max(LEARN_RATE, 1.0 / (estimate.samples + 1))
     seconds = current + weight * (min(target, current * MAX_RISE) - current)
-    return Estimate(min(max(seconds, policy.min_delay), policy.deadline), estimate.samples + 1)
+    evidence = (*estimate.evidence, (observed.seen, observed.done))[-EVIDENCE:]
+    return Estimate(min(max(seconds, policy.min_delay), policy.deadline), estimate.samples + 1, evidence)
+
+
+def _agreed(target: float, evidence: tuple[tuple[float | None, float], ...]) -> float:
+    """``target`` kept between the latest sighting of a delete still running and the earliest one gone.
+
+    Unchanged when the evidence has no sighting, or disagrees (one seen running after another was gone: a
+    fleet whose deletes vary, where the bracket's middle is the better guess).
+    """
+    seen = [s for s, _ in evidence if s is not None]
+    if not seen:
+        return target
+    lower, upper = max(seen), min(done for _, done in evidence)
+    return target if lower > upper else min(max(target, lower), upper)
 
 
 class Retryable(Protocol):

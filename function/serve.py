@@ -9,12 +9,20 @@ through this command instead, with the limits below; the application itself is f
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
-from collections.abc import Mapping
+import sys
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from function import envvars
+from function.errors import SettingsError
 from function.wsgi import run_gunicorn
+
+_LOG = logging.getLogger("reaper.serve")
 
 DEFAULT_SOURCE: Final = Path(__file__).with_name("main.py")
 LIMITS: Final[dict[str, Any]] = {
@@ -41,17 +49,52 @@ LIMITS: Final[dict[str, Any]] = {
 def gunicorn_options(host: str, port: int, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The gunicorn settings for the function: reaper's limits, workers and threads from the environment."""
     environ = os.environ if env is None else env
-    return {
+    options = {
         **LIMITS,
         "bind": f"{host}:{port}",
         "workers": int(environ.get("WORKERS", "1")),
-        "threads": int(environ.get("THREADS", "128")),
+        "threads": int(environ.get("THREADS", "256")),
     }
+    if envvars.boolean(environ, "REAPER_PIN_WORKERS", default=False):
+        options["post_fork"] = pin_worker
+    return options
+
+
+def least_used_cpu(allowed: Iterable[int], siblings: Iterable[set[int]]) -> int:
+    """The allowed CPU that the fewest sibling workers are pinned to (the lowest on a tie).
+
+    A sibling not pinned to one CPU counts for none: it has not chosen yet (or pinning is off for it).
+    """
+    used = Counter(next(iter(cpus)) for cpus in siblings if len(cpus) == 1)
+    return min(sorted(allowed), key=lambda cpu: used[cpu])
+
+
+def pin_worker(server: Any, worker: Any) -> None:
+    """gunicorn's ``post_fork`` hook: keep this worker, and every thread it starts, on one CPU.
+
+    A worker is one Python process: its threads take turns holding one GIL, so it can never use more
+    than one CPU for Python code. Free to move, they hand the GIL from CPU to CPU, and on a 2-vCPU VM
+    that doubled the CPU each event cost (docs/benchmarks.md §2c). Off by default: on a shared host
+    whose containers all see every CPU, each would pin its first worker to the same one.
+    """
+    siblings = []
+    for pid in server.WORKERS:
+        if pid != worker.pid:
+            with contextlib.suppress(OSError):  # a sibling that just exited
+                siblings.append(os.sched_getaffinity(pid))
+    cpu = least_used_cpu(os.sched_getaffinity(0), siblings)
+    os.sched_setaffinity(0, {cpu})
+    _LOG.info("worker pinned", extra={"worker_pid": worker.pid, "cpu": cpu})
 
 
 def serve(source: str, target: str, signature: str, host: str, port: int) -> None:
     """Load the function (bad settings stop here, with one line) and serve it until SIGTERM."""
     from functions_framework import create_app
 
+    try:
+        options = gunicorn_options(host, port)
+    except SettingsError as exc:
+        print(f"reaper: bad setting: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     app = create_app(target, source, signature)  # type: ignore[no-untyped-call]
-    run_gunicorn(lambda: app, gunicorn_options(host, port))
+    run_gunicorn(lambda: app, options)

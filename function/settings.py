@@ -88,6 +88,7 @@ SERVER_VARIABLES: Final = frozenset(
         "FUNCTION_SIGNATURE_TYPE",
         "THREADS",
         "WORKERS",
+        "REAPER_PIN_WORKERS",
         "HOST",
         "PORT",
         "PYTHONUNBUFFERED",

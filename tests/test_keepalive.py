@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from function.outbound import Endpoint, KeepAliveTransport, environment_proxy
+from function.outbound.http11 import Connection
 from function.outbound.keepalive import FRESH
 
 # What the server does with each request on a connection: answer and keep it open, answer and close
@@ -78,6 +79,9 @@ class RawServer:
                 self.requests.append((number, head.split(b"\r\n")[0] + b" " + body))
                 action = self.script(number, index)
                 if action == "drop":
+                    return
+                if action == "hang":
+                    self.closed.wait(10)
                     return
                 payload = b'{"ok": true}'
                 extra = b"Keep-Alive: timeout=1\r\n" if action == "keepalive-1s" else b""
@@ -216,6 +220,56 @@ def test_a_server_that_never_answers_times_out(serve, transport) -> None:
             call(transport, "GET", f"http://127.0.0.1:{listener.getsockname()[1]}/", timeout=0.2)
     finally:
         listener.close()
+
+
+def test_a_reused_connection_takes_each_requests_own_timeout(serve, transport) -> None:
+    """The timeout is set on the socket only when it changes, yet every request gets its own.
+
+    A first request with a long timeout, a second on the same connection with a short one, which the
+    server never answers: it times out after the short one. A timeout that did not change costs no syscall.
+    """
+    server = serve(lambda _connection, index: "keep" if index < 2 else "hang")
+    assert call(transport, "GET", server.url + "/", timeout=30.0).status_code == 200
+    assert call(transport, "GET", server.url + "/", timeout=30.0).status_code == 200
+    with pytest.raises(httpx.ReadTimeout):
+        call(transport, "GET", server.url + "/", timeout=0.2)
+    assert server.connections == 1
+    server.closed.set()
+
+
+def test_a_timeout_that_did_not_change_is_not_set_again() -> None:
+    """``settimeout`` is a syscall that lets go of the GIL: an unchanged value is not set again."""
+
+    class Counting(socket.socket):
+        calls = 0
+
+        def settimeout(self, value: float | None) -> None:
+            Counting.calls += 1
+            super().settimeout(value)
+
+    left, right = socket.socketpair()
+    sock = Counting(fileno=left.detach())
+    connection = Connection(sock)
+    try:
+        for value in (5.0, 5.0, 5.0, 0.5, 0.5, None, None):
+            connection.set_timeout(value)
+            assert sock.gettimeout() == value
+        assert Counting.calls == 3
+    finally:
+        connection.close()
+        right.close()
+
+
+def test_a_request_larger_than_the_send_buffer_goes_out_whole(serve, transport) -> None:
+    """The first write takes what the socket buffer holds; the rest follows within the timeout."""
+    server = serve(always("keep"))
+    body = bytes(range(256)) * (64 * 1024)  # 16 MiB, far past any loopback send buffer
+    client = httpx.Client(transport=transport, timeout=30.0)
+    assert client.post(server.url + "/", content=body).status_code == 200
+    assert client.post(server.url + "/", content=b"small").status_code == 200
+    assert server.requests[0][1] == b"POST / HTTP/1.1 " + body
+    assert server.requests[1][1] == b"POST / HTTP/1.1 small"
+    assert server.connections == 1
 
 
 def test_nothing_listening_is_a_connect_error(transport) -> None:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bench import schedule_sim
 from function import catalog, core
 from function.core import DeleteTiming, Estimate, Job, Policy
 from function.errors import SettingsError
@@ -161,7 +162,7 @@ def test_an_estimate_too_high_comes_down_though_every_check_arrives_late(late: f
 def test_a_cold_process_learns_from_its_first_deletes() -> None:
     """The first observation moves the estimate all the way it may (it doubles from a low seed)."""
     first = core.learn(Estimate(15.0), DeleteTiming(61.0, 52.0, 15.0), POLICY)
-    assert first == Estimate(30.0, 1)
+    assert (first.seconds, first.samples) == (30.0, 1)
     estimate, reads, _ = fleet(15.0, [60.0] * 20)
     assert reads[0] > reads[-1]
     assert estimate.seconds >= 55.0
@@ -204,6 +205,38 @@ def test_one_stuck_instance_cannot_drag_the_fleet() -> None:
     recovered, _, lags = fleet(after.seconds, [60.0] * 120)
     assert recovered.seconds <= 60.0 * 1.1
     assert max(lags[-50:]) <= 6.0
+
+
+def test_a_late_wide_bracket_cannot_lift_an_estimate_the_fleet_agrees_on() -> None:
+    """A chain that followed a cold estimate finishes last, seen running at 59.8 s and gone at 104.4 s: its
+    bracket's middle (82 s) is no news to a process whose last deletes all fell between 58 and 61 s.
+
+    Found by ``make bench`` (2026-11-29 07:13, T = 60 s, lag p95 8.0 s): such brackets, finishing after
+    the warm-up's informed chains, lifted the estimate to 68 s for every delete that came next.
+    """
+    agreed = Estimate(60.5, 20, ((58.0, 61.0),) * 16)
+    after = core.learn(agreed, DeleteTiming(104.4, 59.8, 15.0), POLICY)
+    assert 60.5 <= after.seconds <= 61.0
+    assert after.evidence[-1] == (59.8, 104.4)
+    assert len(after.evidence) == core.EVIDENCE
+
+
+def test_a_fleet_whose_deletes_vary_keeps_the_brackets_middle() -> None:
+    """When recent deletes disagree (one seen running after another was gone), a wide bracket's middle
+    stands: the fleet's deletes vary, and the estimate follows them up as before."""
+    varied = Estimate(60.5, 20, ((70.0, 75.0), (40.0, 45.0)) * 8)
+    after = core.learn(varied, DeleteTiming(104.4, 59.8, 15.0), POLICY)
+    assert after.seconds == pytest.approx(60.5 + 0.25 * ((59.8 + 104.4) / 2 - 60.5))
+
+
+def test_the_bench_protocol_meets_the_targets_in_nearly_every_run() -> None:
+    """``bench.schedule_sim`` replays §1 of the benchmarks through the core over many seeds: uniform fleets
+    meet ≤ 2.5 calls in every run and lag p95 ≤ 10 % of T in at least 90 % of runs, checks delivered late."""
+    for took in (20.0, 60.0):
+        for late in (0.05, 0.3, 1.0):
+            runs = [schedule_sim.simulate(took, 0.0, seed, late) for seed in range(20)]
+            assert max(run.calls for run in runs) <= 2.5, (took, late)
+            assert sum(run.lag_p95_share > 0.1 for run in runs) <= 2, (took, late)
 
 
 @given(

@@ -44,9 +44,9 @@ gcloud run deploy "${SERVICE}" \
   --region="${REGION}" \
   --service-account="${RUNTIME_SA}" \
   --no-allow-unauthenticated \
-  --concurrency=200 \
+  --concurrency=256 \
   --set-secrets="HUAWEICLOUD_SDK_AK=${AK_SECRET}:latest,HUAWEICLOUD_SDK_SK=${SK_SECRET}:latest,/var/run/secrets/reaper/event-key=${EVENT_KEY_SECRET}:latest" \
-  --set-env-vars="GOOGLE_CLOUD_PROJECT=${PROJECT},CLOUDDC_ENDPOINT=${CLOUDDC_ENDPOINT},CLOUDDC_PROJECT_ID=${CLOUDDC_PROJECT_ID},REAPER_EVENT_KEY_FILE=/var/run/secrets/reaper/event-key,REAPER_INBOUND_AUTH=oidc,REAPER_OIDC_ALLOWED_EMAILS=${INVOKER_SA},REAPER_SCHEDULER=cloudtasks,REAPER_CLOUDTASKS_QUEUE=projects/${PROJECT}/locations/${REGION}/queues/${QUEUE},REAPER_CLOUDTASKS_SERVICE_ACCOUNT=${INVOKER_SA},THREADS=128"
+  --set-env-vars="GOOGLE_CLOUD_PROJECT=${PROJECT},CLOUDDC_ENDPOINT=${CLOUDDC_ENDPOINT},CLOUDDC_PROJECT_ID=${CLOUDDC_PROJECT_ID},REAPER_EVENT_KEY_FILE=/var/run/secrets/reaper/event-key,REAPER_INBOUND_AUTH=oidc,REAPER_OIDC_ALLOWED_EMAILS=${INVOKER_SA},REAPER_SCHEDULER=cloudtasks,REAPER_CLOUDTASKS_QUEUE=projects/${PROJECT}/locations/${REGION}/queues/${QUEUE},REAPER_CLOUDTASKS_SERVICE_ACCOUNT=${INVOKER_SA},THREADS=256"
 
 URL="$(gcloud run services describe "${SERVICE}" --region="${REGION}" --format='value(status.url)')/"
 gcloud run services update "${SERVICE}" --region="${REGION}" --update-env-vars="REAPER_SELF_URL=${URL}"

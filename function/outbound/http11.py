@@ -9,6 +9,7 @@ Limits guard against a misbehaving peer: header lines, header count and body siz
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import ssl
@@ -58,11 +59,23 @@ class Response:
 class Connection:
     """One TCP (optionally TLS) connection to one origin."""
 
-    __slots__ = ("reader", "sock")
+    __slots__ = ("_plain", "_timeout", "reader", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.reader = sock.makefile("rb")
+        self._timeout = sock.gettimeout()
+        self._plain = not isinstance(sock, ssl.SSLSocket)
+
+    def set_timeout(self, seconds: float | None) -> None:
+        """The timeout of each later read or write.
+
+        Only a change touches the socket: ``settimeout`` is a syscall that lets go of the GIL, and on a
+        busy worker every such release hands the GIL to another thread.
+        """
+        if seconds != self._timeout:
+            self.sock.settimeout(seconds)
+            self._timeout = seconds
 
     @classmethod
     def open(
@@ -93,7 +106,24 @@ class Connection:
         # A CR, LF or NUL smuggled into a header (or the target) would split the request: refuse it.
         if _UNSAFE.search(b"".join(lines)) or b" " in target:
             raise UnsafeRequestError("refusing to send a request line or header with CR, LF or NUL")
-        self.sock.sendall(_CRLF.join(lines) + b"\r\n\r\n" + body)
+        self._write(_CRLF.join(lines) + b"\r\n\r\n" + body)
+
+    def _write(self, data: bytes) -> None:
+        """Write all of ``data`` within the write timeout.
+
+        A plain socket with a timeout polls before every send, a syscall that lets go of the GIL; a request
+        nearly always fits the empty send buffer, so write first, as TLS sockets already do, and leave
+        ``sendall`` (poll, then send, within the timeout) only what did not fit.
+        """
+        if self._plain:
+            try:
+                written = os.write(self.sock.fileno(), data)
+            except (BlockingIOError, InterruptedError):
+                written = 0
+            if written == len(data):
+                return
+            data = data[written:]
+        self.sock.sendall(data)
 
     def receive(self, method: str) -> Response:
         """Read one whole response to a ``method`` request (interim 1xx answers are skipped)."""

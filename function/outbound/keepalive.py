@@ -185,9 +185,9 @@ class KeepAliveTransport(httpx.BaseTransport):
     def _exchange(
         self, connection: Connection, origin: Origin, request: Request, timeouts: Mapping[str, float | None]
     ) -> Response:
-        connection.sock.settimeout(timeouts.get("write"))
+        connection.set_timeout(timeouts.get("write"))
         connection.send(request)
-        connection.sock.settimeout(timeouts.get("read"))
+        connection.set_timeout(timeouts.get("read"))
         response = connection.receive(request.method)
         if response.keep_alive:
             now = self._clock()
