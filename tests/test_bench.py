@@ -139,3 +139,14 @@ def test_the_stub_upstream_answers_as_the_emulator_would() -> None:
     assert answer("DELETE", "/v1/p-1/instances/i-1", template) == (b"204 No Content", b"")
     assert answer("POST", "/v1/events", template)[0] == b"202 Accepted"
     assert answer("GET", "/v1/p-1/instances/i-1/status", template)[0] == b"404 Not Found"
+
+
+def test_the_soak_fails_when_anything_is_lost_doubled_or_a_fault_never_came() -> None:
+    """``make soak`` passes only when every instance has one result id and every planned fault happened."""
+    from bench.soak import passed
+
+    good = {"lost": 0, "instances_with_more_than_one_result_id": 0, "chaos": ["a", "b"], "chaos_planned": 2}
+    assert passed(good)
+    assert not passed({**good, "lost": 1})
+    assert not passed({**good, "instances_with_more_than_one_result_id": 1})
+    assert not passed({**good, "chaos": ["a"]})  # the run ended before the second fault
