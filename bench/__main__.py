@@ -26,6 +26,7 @@ import httpx
 from bench.stack import (
     BENCH,
     NO_FOLLOW_UPS,
+    NOOP_SOURCE,
     TOKEN,
     Stack,
     cpu_of_its_own,
@@ -230,7 +231,7 @@ THREADS_COMPARED = 16  # the issue's THREADS for the per-event figures
 SHIPPED_THREADS = 256  # deploy/Dockerfile, Knative, Cloud Run, VM, and `reaper serve`'s default
 THROUGHPUT_POINTS = [
     # (label, source, threads, CloudDC latency s)
-    ("no-op", BENCH / "noop_main.py", THREADS_COMPARED, 0.0),
+    ("no-op", NOOP_SOURCE, THREADS_COMPARED, 0.0),
     ("reaper", None, THREADS_COMPARED, 0.0),
     ("reaper", None, 64, 0.0),
     ("reaper", None, 128, 0.0),
@@ -282,6 +283,11 @@ def start_stub(stack: Stack, latency: float) -> Process:
     return Process(argv, port).start()
 
 
+def stub_env(stub: Process) -> dict[str, str]:
+    """A function's settings with CloudDC and the delay service both answered by ``stub``."""
+    return {**NO_FOLLOW_UPS, "CLOUDDC_ENDPOINT": stub.url, "REAPER_DELAY_SERVICE_URL": stub.url}
+
+
 def throughput() -> list[dict[str, Any]]:
     say("[2/7] throughput through gunicorn on a CPU of its own, canned upstream, <= 8 s per run")
     rows = []
@@ -293,8 +299,7 @@ def throughput() -> list[dict[str, Any]]:
                 if latency not in stubs:
                     stubs[latency] = start_stub(stack, latency)
                 stub = stubs[latency]
-                env = {**NO_FOLLOW_UPS, "CLOUDDC_ENDPOINT": stub.url, "REAPER_DELAY_SERVICE_URL": stub.url}
-                process, _ = stack.function(source=source, threads=threads, cpus=cpus, **env)
+                process, _ = stack.function(source=source, threads=threads, cpus=cpus, **stub_env(stub))
                 # Enough in flight to keep every thread busy while upstream calls wait.
                 in_flight = max(96, threads * 3 // 2)
                 results = [
@@ -340,16 +345,13 @@ def interleaved(
     return {name: run_summary(runs) for name, runs in samples.items()}
 
 
-NOOP = BENCH / "noop_main.py"
-
-
 def doubles() -> dict[str, Any]:
     """§2b: no-op and reaper with the emulator and delay service (the test doubles) as upstream."""
     say("[2b] no-op and reaper with the emulator and delay service as upstream, <= 8 s per run")
     with cpu_of_its_own() as cpus:
         stack = Stack(termination_seconds=3600)
         try:
-            variants = {"no-op": (NOOP, cpus), "reaper": (None, cpus)}
+            variants = {"no-op": (NOOP_SOURCE, cpus), "reaper": (None, cpus)}
             return interleaved(stack, [stack.emulator, stack.delay], variants, dict(NO_FOLLOW_UPS), "doubles")
         finally:
             stack.close()
@@ -363,12 +365,12 @@ def placement() -> dict[str, Any]:
             return {}
         stack = Stack(termination_seconds=3600)
         stub = start_stub(stack, 0.0)
-        env = {**NO_FOLLOW_UPS, "CLOUDDC_ENDPOINT": stub.url, "REAPER_DELAY_SERVICE_URL": stub.url}
+        env = stub_env(stub)
         every = cpus | os.sched_getaffinity(0)
         variants = {
-            "no-op, own CPU": (NOOP, cpus),
+            "no-op, own CPU": (NOOP_SOURCE, cpus),
             "reaper, own CPU": (None, cpus),
-            "no-op, every CPU": (NOOP, every),
+            "no-op, every CPU": (NOOP_SOURCE, every),
             "reaper, every CPU": (None, every),
         }
         try:
@@ -389,7 +391,7 @@ def cold_start() -> dict[str, Any]:
     stack = Stack(termination_seconds=5)
     starts: dict[str, list[float]] = {"no-op": [], "reaper": []}
     imports: dict[str, list[float]] = {"no-op": [], "reaper": []}
-    sources = {"no-op": BENCH / "noop_main.py", "reaper": None}
+    sources = {"no-op": NOOP_SOURCE, "reaper": None}
     # One client for every poll: httpx.post() builds a TLS context per call (~30 ms), which would
     # quantise the measurement.
     poller = httpx.Client(timeout=5)
@@ -448,7 +450,7 @@ def memory() -> dict[str, float]:
     stack = Stack(termination_seconds=3600)
     try:
         env = NO_FOLLOW_UPS
-        noop, _ = stack.function(source=BENCH / "noop_main.py", threads=64)
+        noop, _ = stack.function(source=NOOP_SOURCE, threads=64)
         process, _ = stack.function(threads=64, **env)
         assert process.proc is not None
         assert noop.proc is not None

@@ -12,14 +12,14 @@ import sys
 
 import functions_framework
 
-from bench.stack import BENCH
+from bench.stack import NOOP_SOURCE
 from function.procs import FUNCTION_SOURCE
 
 
 def main() -> int:
     """Serve the events; the environment (endpoint, delay service, keys) comes from the caller."""
     label, count, project = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    source = BENCH / "noop_main.py" if label == "no-op" else FUNCTION_SOURCE
+    source = NOOP_SOURCE if label == "no-op" else FUNCTION_SOURCE
     client = functions_framework.create_app("handle", str(source), "cloudevent").test_client()
     for n in range(count):
         instance = f"{project}-{n:05d}"

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import NamedTuple
 
+from bench.__main__ import FLEETS, MEASURED, SEND_RATE, WARM_UP
 from function import core
 
 Learn = Callable[[core.Estimate, core.DeleteTiming, core.Policy], core.Estimate]
@@ -36,7 +37,7 @@ def simulate(took: float, spread: float, seed: int, late: float = 0.05, learn: L
     due: list[tuple[float, int, int]] = []  # (when, tie-break, instance); instance < 0: a delete arrives
     chains: dict[int, tuple[core.Job, float, int]] = {}  # instance: (job, delete time, reads)
     finished: dict[int, tuple[int, float]] = {}
-    warm, measured = 40, 100
+    warm, measured = WARM_UP, MEASURED
     durations = [took * (1 + rng.uniform(-spread, spread)) for _ in range(warm + measured)]
 
     def check_after(job: core.Job, now: float, instance: int) -> None:
@@ -66,15 +67,12 @@ def simulate(took: float, spread: float, seed: int, late: float = 0.05, learn: L
         finished[instance] = (reads + 1, now - began - durations[instance])
         if len(finished) == warm:  # as §1 does: the measured deletes start once the warm-up is done
             for n in range(measured):
-                heapq.heappush(due, (now + 1 + n / 2.0, -1 - warm - n, -1 - warm - n))
+                heapq.heappush(due, (now + 1 + n / SEND_RATE, -1 - warm - n, -1 - warm - n))
     group = [finished[n] for n in range(warm, warm + measured)]
     lags = sorted(lag for _, lag in group)
     return Outcome(
         1 + statistics.mean(reads for reads, _ in group), lags[int(0.95 * len(lags))] / took, estimate.seconds
     )
-
-
-FLEETS = [("T = 20 s", 20.0, 0.0), ("T = 60 s", 60.0, 0.0), ("mixed: T = 60 s ± 30 %", 60.0, 0.3)]
 
 
 def table(seeds: int = 40, lateness: tuple[float, ...] = (0.05, 0.3, 1.0), learn: Learn = core.learn) -> str:

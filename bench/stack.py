@@ -22,6 +22,7 @@ from function.procs import Process, free_port, function_command, reaper_command
 from function.wsgi import threaded_server
 
 BENCH = Path(__file__).parent
+NOOP_SOURCE = BENCH / "noop_main.py"  # the do-nothing function every figure is compared with
 TOKEN = "bench-token-0123456789abcdef"
 # The safety settings every function needs (README "Safety"): the bench uses many projects and sends
 # unsigned expiry events, so it allows every project and lets the "platform" (loopback) authenticate.

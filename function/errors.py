@@ -11,6 +11,9 @@ ReaperError
 
 from __future__ import annotations
 
+import sys
+from typing import NoReturn
+
 
 class ReaperError(Exception):
     """Base of every error reaper raises on purpose."""
@@ -31,6 +34,12 @@ class BadEventError(PermanentError):
 
 class SettingsError(PermanentError):
     """A setting is missing or invalid; raised once, at start."""
+
+
+def refuse_to_start(exc: SettingsError) -> NoReturn:
+    """Stop the process with one clear line, not a traceback: a bad setting is an operator's typo."""
+    print(f"reaper: bad setting: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
 
 
 class RetryableError(ReaperError):

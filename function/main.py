@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Final, TypeVar, cast
@@ -21,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from function import credentials, inbound, tracing
 from function.catalog import INTERNAL_TYPES
-from function.errors import BadEventError, RetryableError, SettingsError
+from function.errors import BadEventError, RetryableError, SettingsError, refuse_to_start
 from function.inbound import envelopes
 from function.inbound.auth import Authenticator, Caller
 from function.inbound.bodylimit import BodyLimit
@@ -48,9 +47,7 @@ def _start() -> Reaper:
     try:
         return build(Settings.from_env())
     except SettingsError as exc:
-        # One clear line, not a traceback: a bad setting is an operator's typo.
-        print(f"reaper: bad setting: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        refuse_to_start(exc)
 
 
 REAPER = _start()

@@ -12,14 +12,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
 from function import envvars
-from function.errors import SettingsError
+from function.errors import SettingsError, refuse_to_start
 from function.wsgi import run_gunicorn
 
 _LOG = logging.getLogger("reaper.serve")
@@ -52,8 +51,8 @@ def gunicorn_options(host: str, port: int, env: Mapping[str, str] | None = None)
     options = {
         **LIMITS,
         "bind": f"{host}:{port}",
-        "workers": int(environ.get("WORKERS", "1")),
-        "threads": int(environ.get("THREADS", "256")),
+        "workers": envvars.integer(environ, "WORKERS", 1),
+        "threads": envvars.integer(environ, "THREADS", 256),
     }
     if envvars.boolean(environ, "REAPER_PIN_WORKERS", default=False):
         options["post_fork"] = pin_worker
@@ -74,7 +73,7 @@ def pin_worker(server: Any, worker: Any) -> None:
 
     A worker is one Python process: its threads take turns holding one GIL, so it can never use more
     than one CPU for Python code. Free to move, they hand the GIL from CPU to CPU, and on a 2-vCPU VM
-    that doubled the CPU each event cost (docs/benchmarks.md §2c). Off by default: on a shared host
+    each event cost 1.6-1.7x the CPU (docs/benchmarks.md §2c). Off by default: on a shared host
     whose containers all see every CPU, each would pin its first worker to the same one.
     """
     siblings = []
@@ -94,7 +93,6 @@ def serve(source: str, target: str, signature: str, host: str, port: int) -> Non
     try:
         options = gunicorn_options(host, port)
     except SettingsError as exc:
-        print(f"reaper: bad setting: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        refuse_to_start(exc)
     app = create_app(target, source, signature)  # type: ignore[no-untyped-call]
     run_gunicorn(lambda: app, options)

@@ -66,6 +66,17 @@ def test_unpinned_workers_may_run_anywhere(function_factory: FunctionFactory) ->
     assert workers_cpus(served.process.proc.pid, 2, pinned=False) == [set(CPUS), set(CPUS)]
 
 
+def test_workers_and_threads_are_positive_whole_numbers() -> None:
+    """WORKERS and THREADS default to 1 and 256; anything but a positive whole number is refused."""
+    options = gunicorn_options("127.0.0.1", 8080, {})
+    assert (options["workers"], options["threads"]) == (1, 256)
+    assert gunicorn_options("127.0.0.1", 8080, {"WORKERS": "2", "THREADS": "16"})["threads"] == 16
+    with pytest.raises(Exception, match="THREADS='0': expected a positive whole number"):
+        gunicorn_options("127.0.0.1", 8080, {"THREADS": "0"})
+    with pytest.raises(Exception, match="WORKERS='two': expected a whole number"):
+        gunicorn_options("127.0.0.1", 8080, {"WORKERS": "two"})
+
+
 def test_a_bad_pinning_setting_stops_the_server_with_one_line() -> None:
     """``reaper serve`` exits 2 with one line naming the setting, before serving anything."""
     done = subprocess.run(

@@ -118,7 +118,7 @@ class Connection:
         if self._plain:
             try:
                 written = os.write(self.sock.fileno(), data)
-            except (BlockingIOError, InterruptedError):
+            except BlockingIOError:
                 written = 0
             if written == len(data):
                 return
