@@ -166,14 +166,22 @@ def cost_per_instance() -> dict[str, Any]:
             time.sleep(1)
         instances = stack.instances()
         log = stack.calls()
-        calls = Counter(c["instance_id"] for c in log if c["instance_id"])
+        calls: dict[str, float] = defaultdict(
+            float, Counter(c["instance_id"] for c in log if c["instance_id"])
+        )
         # The guardrails' read before each DELETE is a ListInstances call naming the instance: counted apart.
-        reads = Counter(i for c in log if c["call"] == "list" for i in (c["ids"] or []))
+        # A status read shared by the deletes a process watches names several: split among them.
+        reads = Counter(i for c in log if c["call"] == "list" and len(c["ids"] or ()) == 1 for i in c["ids"])
+        for shared in (c["ids"] for c in log if c["call"] == "list" and len(c["ids"] or ()) > 1):
+            for instance in shared:
+                calls[instance] += 1 / len(shared)
         busy: dict[str, float] = defaultdict(float)
+        events: Counter[str] = Counter()
         for run in runs.values():
             for line in log_lines(run["log"]):
                 if line.get("message") == "handled" and line.get("instance_id"):
                     busy[str(line["instance_id"])] += float(line["busy_ms"])
+                    events[str(line["instance_id"])] += 1
 
         def summary(ids: list[str], seconds: float) -> dict[str, float]:
             done = [i for i in ids if i in stack.sink.arrivals and instances[i].get("finished_at")]
@@ -182,6 +190,7 @@ def cost_per_instance() -> dict[str, Any]:
                 "busy_ms": median([busy[i] for i in ids]),
                 "calls": sum(calls[i] for i in ids) / len(ids),
                 "reads": sum(reads[i] for i in ids) / len(ids),
+                "events": sum(events[i] for i in ids) / len(ids),
                 "lag_median": median(lags),
                 "lag_p95": pct(lags, 0.95),
                 "lag_max": max(lags) if lags else float("nan"),
@@ -774,23 +783,27 @@ def report(results: dict[str, Any], command: str, took: float, finished: float) 
         f"Each row is its own function process (THREADS=32) against the emulator, all running at once. A process "
         f"first sees {WARM_UP} deletes arriving over 1.5 T (warm-up; the cold estimate is the default seed, "
         "REAPER_CHECK_DELAY = 15 s), then "
-        f"{MEASURED} measured ones at {SEND_RATE:.0f}/s. Calls: DELETE and ShowInstanceStatus per instance "
-        "from the emulator's call log; the guardrails' ListInstances read before each DELETE is counted apart. "
+        f"{MEASURED} measured ones at {SEND_RATE:.0f}/s. Calls: DELETE and status reads per instance from the "
+        "emulator's call log: ShowInstanceStatus, or a ListInstances read shared by the deletes a process "
+        "watches (`function/watch.py`), split among the ids it names; the guardrails' ListInstances read "
+        "before each DELETE is counted apart. Events: the function's invocations per instance (the "
+        "instance-expired event and its follow-ups). "
         "Lag: emulator's `terminated` to the result event at the sink. fixed = REAPER_CHECK_SCHEDULE=fixed "
         "(15 s, doubling, cap 300 s); naive: `bench/naive_main.py` polls every 5 s inside the handler; ideal: "
         "one DELETE and one status call, zero idle.",
         "",
-        "| schedule | fleet | calls / instance | + reads before delete | lag median s | lag p95 s | lag p95 / T | "
-        "busy ms / instance | finished |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| schedule | fleet | calls / instance | + reads before delete | events / instance | lag median s | "
+        "lag p95 s | lag p95 / T | busy ms / instance | finished |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in [*learned.values(), *fixed.values(), naive]:
         lines.append(
             f"| {row['schedule']} | {row['fleet']} | {row['calls']:.2f} | {row['reads']:.2f} | "
+            f"{row['events']:.2f} | "
             f"{row['lag_median']:.1f} | {row['lag_p95']:.1f} | {row['lag_p95_share']:.0%} | {row['busy_ms']:.1f} | "
             f"{row['finished']}/{row['count']} |"
         )
-    lines.append(f"| ideal | — | 2 | 0 | 0 | 0 | 0 % | {ideal['busy_ms']:.1f} | — |")
+    lines.append(f"| ideal | — | 2 | 0 | 1 | 0 | 0 | 0 % | {ideal['busy_ms']:.1f} | — |")
     lines += [
         "",
         "Cold process (the warm-up deletes, learned schedule):",

@@ -120,6 +120,7 @@ def job_to_data(job: Job) -> dict[str, Any]:
         "expired_at": _time_or_none(job.expired_at),
         "throttles": job.throttles,
         "expected_delete_seconds": job.expected,
+        "earliest_delete_seconds": job.earliest,
         "seen_running_at": _time_or_none(job.seen_at),
     }
 
@@ -140,6 +141,7 @@ def job_from_data(data: dict[str, Any]) -> Job:
         expired_at=_parse_or_none(data.get("expired_at")),
         throttles=data.get("throttles", 0),
         expected=_seconds_or_none(data.get("expected_delete_seconds")),
+        earliest=_seconds_or_none(data.get("earliest_delete_seconds")),
         seen_at=_parse_or_none(data.get("seen_running_at")),
     )
 

@@ -88,6 +88,7 @@ class Job:
     throttles: int = 0
     expected: float | None = None  # seconds this chain expects its delete to take (learned schedule)
     seen_at: float | None = None  # the last status read that found the accepted delete still running
+    earliest: float | None = None  # the fastest of the fleet's recent deletes: where the first check aims
 
     @classmethod
     def new(
@@ -99,11 +100,14 @@ class Job:
         policy: Policy,
         expired_at: float | None = None,
         expected: float | None = None,
+        earliest: float | None = None,
     ) -> Job:
         """Start a job for an instance-expired event received at ``now`` (``expired_at``: its claim).
 
-        ``expected``: the process's estimate of how long a delete takes (the learned schedule's input).
+        ``expected``: the process's estimate of how long a delete takes, ``earliest``: how long the fastest
+        of its recent deletes took (the learned schedule's inputs, ``Estimate.seconds`` and ``.earliest``).
         """
+        learned = policy.schedule == "learned"
         return cls(
             instance_id,
             project_id,
@@ -111,7 +115,8 @@ class Job:
             now,
             now + policy.deadline,
             expired_at=expired_at,
-            expected=expected if policy.schedule == "learned" else None,
+            expected=expected if learned else None,
+            earliest=earliest if learned else None,
         )
 
     def step_key(self, action: Action) -> str:
@@ -386,17 +391,21 @@ def _schedule_check(job: Job, now: float, policy: Policy, rand: Rand, why: str) 
 def next_check(job: Job, now: float, policy: Policy, rand: Rand) -> float:
     """Seconds until the next status check of an accepted delete.
 
-    Learned: the first check lands when the delete is expected to be done (``job.expected`` seconds after
-    it was accepted; a scout's at half that), later ones a short step apart that grows with how late the
-    delete runs, so detection lags by a small share of the delete time; capped and jittered. Fixed (or a
-    chain from before the learned schedule): ``check_delay``'s doubling backoff.
+    Learned: the first check lands when the delete may be done (``job.earliest``, the fleet's fastest recent
+    delete, when that is sooner than ``job.expected``; a scout's at half that), the next when it is expected
+    to be done, later ones a short step apart that grows with how late the delete runs, so detection lags
+    by a small share of the delete time; capped and jittered. Fixed (or a chain from before the learned
+    schedule): ``check_delay``'s doubling backoff.
     """
     if policy.schedule == "fixed" or job.expected is None or job.deleted_at is None:
         return check_delay(job.checks, policy, rand)
     expected = job.expected
     elapsed = max(0.0, now - job.deleted_at)
     if elapsed < expected:
-        first = expected * SCOUT_AT if job.seen_at is None and rand() < SCOUT_SHARE else expected
+        aim = expected
+        if job.seen_at is None and job.earliest is not None:
+            aim = min(expected, job.earliest)
+        first = aim * SCOUT_AT if job.seen_at is None and rand() < SCOUT_SHARE else aim
         delay = max(first, elapsed + policy.min_delay) - elapsed
     else:
         delay = max(policy.check_step * expected, elapsed - expected) * (1.0 - policy.jitter * rand())
@@ -411,6 +420,17 @@ class Estimate:
     samples: int = 0
     # (seen, done) of the last EVIDENCE finished deletes, oldest first (see ``DeleteTiming``).
     evidence: tuple[tuple[float | None, float], ...] = ()
+
+    @property
+    def earliest(self) -> float:
+        """How long the fastest of the last deletes took at most (``seconds`` when that is sooner)."""
+        return min([self.seconds, *(done for _, done in self.evidence)])
+
+    @property
+    def spread(self) -> float:
+        """How far apart the fastest and slowest of the last deletes were found gone."""
+        dones = [done for _, done in self.evidence]
+        return max(dones) - min(dones) if dones else 0.0
 
 
 @dataclass(frozen=True)
@@ -477,6 +497,51 @@ def _agreed(target: float, evidence: tuple[tuple[float | None, float], ...]) -> 
         return target
     lower, upper = max(seen), min(done for _, done in evidence)
     return target if lower > upper else min(max(target, lower), upper)
+
+
+@dataclass(frozen=True)
+class Peers:
+    """The other accepted deletes of one project a process watches, and when the soonest check is due."""
+
+    count: int = 0
+    soonest: float | None = None  # seconds from now
+
+
+def cadence(estimate: Estimate, policy: Policy) -> float:
+    """How far apart a process watching many deletes looks at them: ``check_step`` of the estimate."""
+    return max(policy.min_delay, policy.check_step * estimate.seconds)
+
+
+def reads_pay(peers: Peers, estimate: Estimate, policy: Policy) -> bool:
+    """True when enough deletes share the reads for reads a step apart to cost each at most one: count x
+    step >= the spread of recent delete times (then a delete's first check may aim at the fastest one)."""
+    return peers.count > 0 and peers.count * cadence(estimate, policy) >= estimate.spread
+
+
+def keep_cadence(
+    decision: Schedule, now: float, peers: Peers, estimate: Estimate, policy: Policy
+) -> Schedule:
+    """Bring a status check forward so that a process watching many deletes looks at them a step apart.
+
+    One status read can answer for every delete a process watches (``function.watch``): in a fleet whose
+    deletes vary, checks a short step apart from the fastest delete's time on catch each delete soon after
+    it ends, for a few reads shared by all. Only when no peer's check is due within the step, once this
+    delete may be done (``estimate.earliest``), and when the reads pay (``reads_pay``).
+    """
+    job = decision.job
+    if decision.action != "status" or policy.schedule == "fixed" or job.deleted_at is None:
+        return decision
+    step = cadence(estimate, policy)
+    if decision.delay <= step or (peers.soonest is not None and peers.soonest <= step):
+        return decision
+    if now + step - job.deleted_at < estimate.earliest or not reads_pay(peers, estimate, policy):
+        return decision
+    return dataclasses.replace(decision, delay=step, why=f"{decision.why}; watching {peers.count + 1}")
+
+
+def reading_max_age(estimate: Estimate, policy: Policy) -> float:
+    """How old a shared status read may be and still answer for a delete: a quarter of the check step."""
+    return policy.check_step * estimate.seconds / 4
 
 
 class Retryable(Protocol):

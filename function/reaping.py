@@ -5,6 +5,7 @@ A handler's wall time is its API calls and nothing else: waits leave as delayed 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -18,13 +19,14 @@ from typing import TYPE_CHECKING, Final
 from function import catalog, core, gate, tracing
 from function.clouddc import CloudDCClient, check_id
 from function.credentials import Credentials
-from function.errors import BadEventError
+from function.errors import BadEventError, HandOffError
 from function.handoff import HandOff, chain_key
 from function.inbound import InboundEvent
 from function.inbound.auth import Caller
 from function.outcome import Outcome
 from function.settings import Settings
 from function.signing import EventSigner
+from function.watch import Reading, Watch
 
 if TYPE_CHECKING:
     from function.sweeping import Sweeper
@@ -75,6 +77,7 @@ class Reaper:
     def __post_init__(self) -> None:
         self.policy = policy_from(self.settings)
         self.estimate = DeleteTimes(self.settings.expected_delete_seconds or self.settings.check_delay)
+        self.watch = Watch()
 
     @functools.cached_property
     def sweeper(self) -> Sweeper:
@@ -138,6 +141,13 @@ class Reaper:
             job = catalog.job_from_data(event.data)
             if job.expected is not None:
                 self.estimate.adopt(job.expected)
+            # This check is no longer pending: the reads its peers share need not ask for it.
+            self.watch.forget(job.project_id, job.instance_id)
+            if event.type == catalog.INSTANCE_STATUS_CHECK and self.watch.was_announced(
+                job.project_id, job.instance_id
+            ):
+                # A read shared with another check found it gone, and its result went out: no call.
+                return Outcome("terminated", job.project_id, job.instance_id, reason="announced")
             action: core.Action = "status" if event.type == catalog.INSTANCE_STATUS_CHECK else "delete"
             decision = core.resume(action, job, now, self.policy)
         return self._run(decision)
@@ -150,14 +160,18 @@ class Reaper:
         if not project_id:
             raise BadEventError("instance-expired needs data.project_id (CLOUDDC_PROJECT_ID is not set)", 422)
         claimed = event.data.get("expired_at")
+        project_id = check_id("project_id", project_id)
+        estimate, peers = self.estimate.current(), self.watch.peers(project_id, now)
         return core.Job.new(
             check_id("instance_id", instance_id),
-            check_id("project_id", project_id),
+            project_id,
             event.id,
             now,
             self.policy,
             expired_at=catalog.parse_time(claimed) if isinstance(claimed, str) else None,
-            expected=self.estimate.seconds(),
+            expected=estimate.seconds,
+            # Aim the first check at the fleet's fastest delete only where reads are shared.
+            earliest=estimate.earliest if core.reads_pay(peers, estimate, self.policy) else None,
         )
 
     def _run(self, decision: core.Decision) -> Outcome:
@@ -202,7 +216,7 @@ class Reaper:
                     )
                     calls.append(_describe("DELETE", answer))
                 case core.CallStatus(job=job, rejected=rejected):
-                    answer = self.client.show_status(job.project_id, job.instance_id)
+                    answer, described = self._status(job, rejected)
                     decision = core.on_status_answer(
                         job,
                         answer,
@@ -212,11 +226,62 @@ class Reaper:
                         token_reloaded=token_reloaded,
                         rejected=rejected,
                     )
-                    calls.append(_describe("STATUS", answer))
+                    calls.append(described)
         # The core settles within a few calls; should it ever not, fail loudly (5xx: redelivered).
         raise RuntimeError(f"decision loop did not settle after {_MAX_CALLS_PER_EVENT} steps")
 
+    def _status(self, job: core.Job, rejected: core.ApiAnswer | None) -> tuple[core.ApiAnswer, str]:
+        """ShowInstanceStatus, or a ListInstances read shared with the other deletes this process watches."""
+        now = self.clock()
+        if rejected is not None or not self.watch.peers(job.project_id, now).count:
+            answer = self.client.show_status(job.project_id, job.instance_id)
+            return answer, _describe("STATUS", answer)
+        max_age = core.reading_max_age(self.estimate.current(), self.policy)
+        reading = self.watch.reading(job.project_id, job.instance_id, now, max_age)
+        if reading is not None:
+            answer = reading.answer(job.instance_id)
+            return answer, f"SHARED {answer.state or 'absent'}"
+        ids = self.watch.batch(job.project_id, job.instance_id)
+        if len(ids) == 1:  # the peers' checks were handled meanwhile
+            answer = self.client.show_status(job.project_id, job.instance_id)
+            return answer, _describe("STATUS", answer)
+        answer, records, _ = self.client.list_instances(job.project_id, instance_ids=ids)
+        if answer.status != 200:
+            return answer, _describe("LIST", answer)
+        states = {r["id"]: _text(r.get("state")) for r in records if r.get("id") in ids}
+        reading = Reading(now, frozenset(ids), states)
+        self.watch.remember(job.project_id, reading)
+        self._settle_peers(job, reading)
+        answer = reading.answer(job.instance_id)
+        return answer, f"LIST 200 {answer.state or 'absent'} ({len(ids)} ids)"
+
+    def _settle_peers(self, job: core.Job, reading: Reading) -> None:
+        """Announce the watched deletes a shared read found gone (best effort: their own checks remain)."""
+        for peer, step in self.watch.gone(job.project_id, reading, but=job.instance_id):
+            answer = reading.answer(peer.instance_id)
+            decision = core.on_status_answer(
+                peer, answer, reading.at, self.policy, self.rand, token_reloaded=False
+            )
+            if not isinstance(decision, core.Finish) or decision.result.kind != "terminated":
+                continue
+            try:
+                with tracing.active(step) if step else contextlib.nullcontext():
+                    self._finish(decision)
+            except HandOffError as error:
+                _LOG.warning(
+                    "result of a shared read not announced; its own check will",
+                    extra={"instance_id": peer.instance_id, "error": str(error)},
+                )
+                continue
+            _LOG.info(
+                "announced from a shared read",
+                extra={"instance_id": peer.instance_id, "project_id": peer.project_id},
+            )
+
     def _schedule(self, decision: core.Schedule) -> Outcome:
+        now = self.clock()
+        peers = self.watch.peers(decision.job.project_id, now)
+        decision = core.keep_cadence(decision, now, peers, self.estimate.current(), self.policy)
         job = decision.job
         self.handoff.follow_up(
             _FOLLOW_UP_TYPES[decision.action],
@@ -225,6 +290,10 @@ class Reaper:
             subject=job.instance_id,
             delay=decision.delay,
         )
+        if decision.action == "status" and job.deleted_at is not None:
+            self.watch.wait_for(job, now + decision.delay, tracing.current())
+        else:
+            self.watch.forget(job.project_id, job.instance_id)
         return Outcome(
             f"scheduled-{decision.action}",
             job.project_id,
@@ -236,6 +305,10 @@ class Reaper:
     def _finish(self, decision: core.Finish) -> Outcome:
         job, result = decision.job, decision.result
         self.handoff.announce(job, result)
+        if result.kind == "terminated":
+            self.watch.announced(job.project_id, job.instance_id)
+        else:
+            self.watch.forget(job.project_id, job.instance_id)
         observed = core.timing(job, result)
         if observed is not None:
             self.estimate.learn(observed, self.policy)
@@ -253,6 +326,10 @@ class DeleteTimes:
         """The current estimate."""
         return self._estimate.seconds
 
+    def current(self) -> core.Estimate:
+        """The estimate with what its last deletes showed."""
+        return self._estimate
+
     def learn(self, observed: core.DeleteTiming, policy: core.Policy) -> None:
         """Fold one finished delete into the estimate."""
         with self._lock:
@@ -268,6 +345,10 @@ class DeleteTimes:
 def _status_codes(calls: tuple[str, ...] | None) -> list[int]:
     """The HTTP statuses in described calls ("DELETE 204", "STATUS 200 terminated")."""
     return [int(part) for call in calls or () for part in call.split()[1:2] if part.isdigit()]
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _describe(call: str, answer: core.ApiAnswer, state: str | None = None) -> str:

@@ -26,6 +26,7 @@ def test_report_has_every_table_and_row() -> None:
         "busy_ms": 20.0,
         "calls": 2.2,
         "reads": 1.0,
+        "events": 2.0,
         "lag_median": 3.0,
         "lag_p95": 4.0,
         "lag_max": 4.5,

@@ -28,10 +28,15 @@ def create_app(fleet: Fleet) -> flask.Flask:
     """Build the emulator's Flask app around ``fleet``."""
     app = flask.Flask("clouddc-emulator")
 
-    def api_call(call: str, project_id: str, instance_id: str | None) -> Fault | None:
+    def api_call(
+        call: str, project_id: str, instance_id: str | None, scripted_by: str | None = None
+    ) -> Fault | None:
+        """Latency and faults for one call; ``scripted_by``: the instance whose script applies (else the
+        one in the path)."""
         if fleet.config.latency:
             time.sleep(fleet.config.latency)
-        fault = fleet.next_fault(project_id, instance_id, call) if instance_id else None
+        scripted_by = scripted_by or instance_id
+        fault = fleet.next_fault(project_id, scripted_by, call) if scripted_by else None
         fault = fault or fleet.random_fault()
         if fault and fault.delay:
             flask.g.fault = "delay"  # the call log shows which answers came late
@@ -101,9 +106,10 @@ def create_app(fleet: Fleet) -> flask.Flask:
 
     @app.get("/v1/<project_id>/instances")
     def list_instances(project_id: str) -> flask.Response:
-        fault = api_call("list", project_id, None)
         args = flask.request.args
         ids = [i for i in args.get("instance_id", "").split(",") if i] or None
+        # A listing by ids takes the first id's scripted "list" faults; the call log names no instance.
+        fault = api_call("list", project_id, None, scripted_by=ids[0] if ids else None)
         flask.g.batch_ids = ids  # the call log names the ids asked for, whatever the answer
         fault = fault or (fleet.next_paged_list_fault() if ids is None else None)
         if fault and fault.status:

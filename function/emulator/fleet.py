@@ -180,7 +180,7 @@ class Fleet:
 
     # -- faults and the call log ---------------------------------------------------------------
     def next_fault(self, project_id: str, instance_id: str, call: str) -> Fault | None:
-        """Pop the next scripted fault for this instance's ``call`` (``delete``/``status``)."""
+        """Pop the next scripted fault for this instance's ``call`` (``delete``/``status``/``list``)."""
         with self._lock:
             instance = self._instances.get((project_id, instance_id))
             script = instance.faults.get(call) if instance else None

@@ -12,9 +12,19 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Final
 
-from function.tracing.context import Parent, StepContext, active, outgoing, start
+from function.tracing.context import Parent, StepContext, active, current, outgoing, start
 
-__all__ = ["Parent", "Span", "StepContext", "Telemetry", "install", "outgoing", "telemetry"]
+__all__ = [
+    "Parent",
+    "Span",
+    "StepContext",
+    "Telemetry",
+    "active",
+    "current",
+    "install",
+    "outgoing",
+    "telemetry",
+]
 
 AttributeValue = str | int | float | bool | Sequence[str] | Sequence[int]
 _DISABLED: Final = frozenset({"", "none"})
