@@ -299,7 +299,8 @@ def write(figures: dict[str, Any], command: str) -> None:
         (
             "redundant deliveries of a result id",
             figures["redundant_deliveries"],
-            "at-least-once: the sink de-duplicates",
+            "at-least-once: the sink de-duplicates (among the causes: a process restarted by a kill has lost "
+            "its watch, so checks of deletes a shared read had announced announce again)",
         ),
         (
             "accepted DELETEs per instance (204, or 202 for a batch)",

@@ -19,11 +19,11 @@ from function.tracing import StepContext
 MAX_IDS: Final = 100  # ListInstances takes at most 100 instance ids
 # Bounds, so that a flood of accepted deletes cannot grow the process: past them, the oldest are dropped
 # (their chains go on alone).
-MAX_WATCHED: Final = 4096
-MAX_ANNOUNCED: Final = 4096
+MAX_WATCHED: Final = 1000
+MAX_ANNOUNCED: Final = 1000
 
 
-@dataclass
+@dataclass(slots=True)
 class _Watched:
     job: core.Job
     due_at: float
@@ -126,19 +126,20 @@ class Watch:
         return (instance_id, *others)
 
     def gone(self, project_id: str, reading: Reading, but: str) -> list[tuple[core.Job, StepContext | None]]:
-        """The watched deletes other than ``but`` that ``reading`` found gone, each with the step that
-        scheduled its check; the ones it found running are noted as seen then."""
+        """Take the watched deletes other than ``but`` that ``reading`` found gone (no concurrent read takes
+        them too), each with the step that scheduled its check; note the ones it found running as seen."""
         found = []
         with self._lock:
             project = self._projects.get(project_id)
             watched = project.watched if project is not None else _NONE
-            for instance_id in reading.ids:
+            for instance_id in sorted(reading.ids):
                 entry = watched.get(instance_id)
                 if entry is None or instance_id == but:
                     continue
                 if not reading.gone(instance_id):
                     entry.seen_at = reading.at
                     continue
+                del watched[instance_id]
                 job = entry.job
                 if entry.seen_at is not None and entry.seen_at > (job.seen_at or 0.0):
                     job = dataclasses.replace(job, seen_at=entry.seen_at)

@@ -65,8 +65,8 @@ def test_a_batch_asks_for_this_delete_then_the_ones_due_soonest() -> None:
     assert Watch().batch("p-1", "x") == ("x",)
 
 
-def test_a_read_finds_peers_gone_and_notes_the_running_ones_as_seen() -> None:
-    """The jobs it returns carry the last sighting of a shared read: what the estimate learns from."""
+def test_a_read_takes_the_peers_it_found_gone_and_notes_the_running_ones_as_seen() -> None:
+    """Once each; the jobs it returns carry the last sighting of a shared read (the estimate learns it)."""
     watched = Watch()
     for instance in ("a", "b", "c"):
         watched.wait_for(accepted(instance), T0 + 60)
@@ -75,6 +75,8 @@ def test_a_read_finds_peers_gone_and_notes_the_running_ones_as_seen() -> None:
     second = Reading(T0 + 55, frozenset({"a", "b", "c"}), {"a": "terminated", "b": "terminated"})
     found = watched.gone("p-1", second, but="a")
     assert [(job.instance_id, job.seen_at) for job, _ in found] == [("b", T0 + 50), ("c", T0 + 50)]
+    assert watched.gone("p-1", second, but="a") == []  # taken: a concurrent read does not announce them too
+    assert watched.peers("p-1", T0).count == 1
 
 
 def test_a_shared_read_serves_only_fresh_and_only_what_it_asked_for() -> None:
