@@ -1,8 +1,10 @@
 """Benchmark §1 simulated through the core's own functions: the learned schedule without processes or clocks.
 
 ``python -m bench.schedule_sim`` replays §1's protocol — a cold process (seed REAPER_CHECK_DELAY = 15 s) meets
-40 warm-up deletes over 1.5 T, then 100 measured ones at 2/s — with ``core.next_check`` placing every check,
-``core.learn`` folding in every finished delete, and each check delivered up to ``late`` s after it was due.
+40 warm-up deletes over 1.5 T, then 100 measured ones at 2/s — with ``core.next_check`` and ``core.keep_cadence``
+placing every check, ``core.learn`` folding in every finished delete, the process's ``function.watch.Watch``
+sharing status reads as ``reaping`` does (or not: ``shared=False``), and each check delivered up to ``late`` s
+after it was due.
 Over many seeds it shows what one bench run cannot: how often each fleet meets the targets. A learner change
 can be judged here in seconds before ``make bench`` spends a quarter of an hour on one sample.
 """
@@ -158,4 +160,8 @@ def table(
 
 
 if __name__ == "__main__":
-    print(table(int(sys.argv[1]) if len(sys.argv) > 1 else 40))
+    SEEDS = int(sys.argv[1]) if len(sys.argv) > 1 else 40
+    print("Reads shared by the deletes a process watches (as reaper runs):\n")
+    print(table(SEEDS))
+    print("\nEach check reading its own status (a delete alone):\n")
+    print(table(SEEDS, shared=False))
