@@ -25,7 +25,7 @@ from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 from werkzeug.wrappers import Request, Response
 
-from function.procs import Process, free_port, function_command, reaper_command
+from function.procs import Process, free_port, function_command, reaper_command, stop_all
 from function.send import sign
 from function.wsgi import threaded_server
 
@@ -204,9 +204,10 @@ def run_demo(instances: int = 10, timeout: float = 120.0, termination_seconds: f
                 started.append(process.start())
             assert function.proc is not None
             assert function.proc.stderr is not None
-            threading.Thread(
+            follower = threading.Thread(
                 target=_follow_log, args=(function.proc.stderr, board, log_file), daemon=True
-            ).start()
+            )
+            follower.start()
             print(f"emulator {emulator.url}  delay service {delay.url}  function {function.url}")
             print(f"function log: {workdir / 'function.log'}\n")
             board.rows = _seed(emulator.url, instances)
@@ -222,14 +223,17 @@ def run_demo(instances: int = 10, timeout: float = 120.0, termination_seconds: f
                 time.sleep(0.5)
             _refresh_states(emulator.url, board)
             code = _summary(board, time.monotonic() - began)
+            # The function may still be logging (a check announced from a shared read comes after the
+            # result): stop it, and let the log reach its end before the file closes.
+            stop_all(started)
+            follower.join(timeout=10)
             print(f"\neach instance's timeline:  reaper explain {workdir / 'function.log'}")
             return code
     except KeyboardInterrupt:
         print("\ninterrupted; stopping everything")
         return 130
     finally:
-        for process in reversed(started):
-            process.stop()
+        stop_all(started)
 
 
 def _summary(board: Board, elapsed: float) -> int:

@@ -1,8 +1,8 @@
 """``reaper explain``: one timeline per instance from reaper's JSON log lines ("why is X still running?").
 
 Reads what the function logged (a file, several, or stdin; plain JSON lines or Cloud Logging exports
-with ``jsonPayload``), keeps the ``handled`` and ``result`` lines, and prints, per instance, each step
-in order: when, its position in the chain, the event, what was decided, the delay to the next step
+with ``jsonPayload``), keeps the ``handled``, shared-read and ``result`` lines, and prints, per instance,
+each step in order: when, its position in the chain, the event, what was decided, the delay to the next step
 and the CloudDC answers, then the result. Steps of a sweep's batch name no single instance: they are
 tied to an instance through the trace they share with its result.
 """
@@ -14,7 +14,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
+
+# The log line of a result announced from a status read another check made (``function.reaping``).
+SHARED_READ_ANNOUNCED: Final = "announced from a shared read"
+# The lines that are steps of an instance: its own events, and a shared read that found it gone.
+_STEPS: Final = frozenset({"handled", SHARED_READ_ANNOUNCED})
 
 
 @dataclass
@@ -61,7 +66,7 @@ def timelines(lines: Iterable[str]) -> list[Timeline]:
                 timeline = by_instance.setdefault(instance, Timeline(instance))
                 timeline.project_id = timeline.project_id or data.get("project_id")
                 timeline.result = record
-        elif message == "handled":
+        elif message in _STEPS:
             instance = record.get("instance_id")
             if isinstance(instance, str):
                 timeline = by_instance.setdefault(instance, Timeline(instance))

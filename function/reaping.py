@@ -20,6 +20,7 @@ from function import catalog, core, gate, tracing
 from function.clouddc import CloudDCClient, check_id
 from function.credentials import Credentials
 from function.errors import BadEventError, HandOffError
+from function.explain import SHARED_READ_ANNOUNCED
 from function.handoff import HandOff, chain_key
 from function.inbound import InboundEvent
 from function.inbound.auth import Caller
@@ -264,20 +265,27 @@ class Reaper:
             )
             if not isinstance(decision, core.Finish):  # gone is final (tests/test_watch.py)
                 continue
-            try:
-                with tracing.active(step) if step else contextlib.nullcontext():
+            with tracing.active(step) if step else contextlib.nullcontext():
+                try:
                     self._finish(decision)
-            except HandOffError as error:
-                # The sink is down: the rest wait for their own checks rather than each meet it.
-                _LOG.warning(
-                    "results of a shared read not announced; their own checks will",
-                    extra={"instance_id": peer.instance_id, "error": str(error)},
+                except HandOffError as error:
+                    # The sink is down: the rest wait for their own checks rather than each meet it.
+                    _LOG.warning(
+                        "results of a shared read not announced; their own checks will",
+                        extra={"instance_id": peer.instance_id, "error": str(error)},
+                    )
+                    return
+                # In the delete's own trace, as a step of its timeline (``reaper explain``).
+                _LOG.info(
+                    SHARED_READ_ANNOUNCED,
+                    extra={
+                        "instance_id": peer.instance_id,
+                        "project_id": peer.project_id,
+                        "event_type": "shared read",
+                        "outcome": decision.result.kind,
+                        "reason": f"read by the check of {job.instance_id}",
+                    },
                 )
-                return
-            _LOG.info(
-                "announced from a shared read",
-                extra={"instance_id": peer.instance_id, "project_id": peer.project_id},
-            )
 
     def _schedule(self, decision: core.Schedule) -> Outcome:
         now = self.clock()
