@@ -93,8 +93,14 @@ def test_failing_delete_is_reported(emulator: Emulator, function: Function, sink
     assert result["data"]["operation_state"] == "uninstall-failed"
 
 
-def test_intermittent_status_endpoint(emulator: Emulator, function: Function, sink: Sink) -> None:
-    """Status checks that fail now and then (500, reset, 503) still end in terminated."""
+def test_intermittent_status_endpoint(
+    emulator: Emulator, function_factory: FunctionFactory, sink: Sink
+) -> None:
+    """Status checks that fail now and then (500, reset, 503) still end in terminated.
+
+    A function of its own: with other deletes in flight, its checks would share a ListInstances read.
+    """
+    function = function_factory()
     faults = [{"status": 500}, {"reset": True}, {"status": 503}]
     instance = emulator.add(new_id(), termination_seconds=3, faults={"status": faults})
     assert function.send(expired(instance)).status_code == 200
@@ -176,9 +182,13 @@ def test_delay_service_restart_loses_nothing(
 
 
 def test_status_spellings_and_rejected_delete_on_shutting_down(
-    emulator: Emulator, function: Function, sink: Sink
+    emulator: Emulator, function_factory: FunctionFactory, sink: Sink
 ) -> None:
-    """An instance already shutting down (spelled shutting_down) is followed, never deleted again."""
+    """An instance already shutting down (spelled shutting_down) is followed, never deleted again.
+
+    A function of its own: with other deletes in flight, its check would share a ListInstances read.
+    """
+    function = function_factory()
     emulator.configure(delete_in_progress_status=400, shutting_down_spelling="shutting_down")
     try:
         instance = emulator.add(new_id(), termination_seconds=2)
