@@ -234,18 +234,20 @@ class Reaper:
     def _status(self, job: core.Job, rejected: core.ApiAnswer | None) -> tuple[core.ApiAnswer, str]:
         """ShowInstanceStatus, or a ListInstances read shared with the other deletes this process watches."""
         now = self.clock()
-        if rejected is not None or not self.watch.peers(job.project_id, now).count:
-            answer = self.client.show_status(job.project_id, job.instance_id)
-            return answer, _describe("STATUS", answer)
-        max_age = core.reading_max_age(self.estimate.current(), self.policy)
-        reading = self.watch.reading(job.project_id, job.instance_id, now, max_age)
-        if reading is not None:
-            answer = reading.answer(job.instance_id)
-            return answer, f"SHARED {answer.state or 'absent'}"
-        ids = self.watch.batch(job.project_id, job.instance_id)
-        if len(ids) == 1:  # the peers' checks were handled meanwhile
-            answer = self.client.show_status(job.project_id, job.instance_id)
-            return answer, _describe("STATUS", answer)
+        if rejected is None and self.watch.peers(job.project_id, now).count:
+            max_age = core.reading_max_age(self.estimate.current(), self.policy)
+            reading = self.watch.reading(job.project_id, job.instance_id, now, max_age)
+            if reading is not None:
+                answer = reading.answer(job.instance_id)
+                return answer, f"SHARED {answer.state or 'absent'}"
+            ids = self.watch.batch(job.project_id, job.instance_id)
+            if len(ids) > 1:  # else the peers' checks were handled meanwhile
+                return self._read_shared(job, ids, now)
+        answer = self.client.show_status(job.project_id, job.instance_id)
+        return answer, _describe("STATUS", answer)
+
+    def _read_shared(self, job: core.Job, ids: tuple[str, ...], now: float) -> tuple[core.ApiAnswer, str]:
+        """One ListInstances read of ``ids`` (``job``'s first): its answer for ``job``, the rest settled."""
         answer, records, _ = self.client.list_instances(job.project_id, instance_ids=ids)
         if answer.status != 200:
             return answer, _describe("LIST", answer)
@@ -330,10 +332,6 @@ class DeleteTimes:
     def __init__(self, seed: float) -> None:
         self._estimate = core.Estimate(seed)
         self._lock = threading.Lock()
-
-    def seconds(self) -> float:
-        """The current estimate."""
-        return self._estimate.seconds
 
     def current(self) -> core.Estimate:
         """The estimate with what its last deletes showed."""

@@ -31,9 +31,6 @@ class _Watched:
     seen_at: float | None = None  # the last shared read that found it still running
 
 
-_NONE: Final[OrderedDict[str, _Watched]] = OrderedDict()
-
-
 @dataclass(frozen=True)
 class Reading:
     """One ListInstances read of watched deletes: the ids asked for and the state of each one listed."""
@@ -128,10 +125,12 @@ class Watch:
     def gone(self, project_id: str, reading: Reading, but: str) -> list[tuple[core.Job, StepContext | None]]:
         """Take the watched deletes other than ``but`` that ``reading`` found gone (no concurrent read takes
         them too), each with the step that scheduled its check; note the ones it found running as seen."""
-        found = []
+        found: list[tuple[core.Job, StepContext | None]] = []
         with self._lock:
             project = self._projects.get(project_id)
-            watched = project.watched if project is not None else _NONE
+            if project is None:
+                return found
+            watched = project.watched
             for instance_id in sorted(reading.ids):
                 entry = watched.get(instance_id)
                 if entry is None or instance_id == but:

@@ -278,8 +278,8 @@ def test_a_cold_process_adopts_the_estimate_a_follow_up_carries() -> None:
     """A process that has seen no delete takes the carried estimate; once it has learned, its own wins."""
     times = DeleteTimes(15.0)
     times.adopt(60.0)
-    assert times.seconds() == 60.0
+    assert times.current().seconds == 60.0
     times.learn(DeleteTiming(61.0, 58.0, 60.0), POLICY)
-    learned = times.seconds()
+    learned = times.current().seconds
     times.adopt(5.0)
-    assert times.seconds() == learned
+    assert times.current().seconds == learned
