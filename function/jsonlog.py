@@ -32,6 +32,8 @@ _secrets_lock = threading.Lock()
 _ordered: tuple[str, ...] = ()
 _request_secrets: ContextVar[tuple[str, ...]] = ContextVar("reaper_request_secrets", default=())
 _STANDARD_ATTRS: Final = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+# Built once: json.dumps with arguments builds an encoder per call, and every event writes a line.
+_encode: Final = json.JSONEncoder(default=str, separators=(",", ":")).encode
 
 
 def register_secret(value: str, *, rotating: bool = False) -> None:
@@ -83,12 +85,12 @@ class JsonFormatter(logging.Formatter):
     def __init__(self, google_project: str | None = None) -> None:
         super().__init__()
         self._google_project = google_project
+        self._second: tuple[int, str] = (-1, "")
 
     def format(self, record: logging.LogRecord) -> str:
         """Render the record as a redacted JSON line."""
         payload: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": f"{self._stamp(int(record.created))}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "severity": record.levelname,
             "logger": record.name,
@@ -108,7 +110,15 @@ class JsonFormatter(logging.Formatter):
                 payload[key] = value
         if record.exc_info:
             payload["error"] = self.formatException(record.exc_info)
-        return redact(json.dumps(payload, default=str, separators=(",", ":")))
+        return redact(_encode(payload))
+
+    def _stamp(self, second: int) -> str:
+        """The record's second as RFC 3339 (formatted once per second: lines come many to a second)."""
+        cached, text = self._second
+        if cached != second:
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = (second, text)
+        return text
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -34,6 +34,7 @@ PUBSUB_PUBLISHED: Final = "google.cloud.pubsub.topic.v1.messagePublished"
 QSTASH_NON_RETRYABLE: Final = 489
 _ENTERED = "reaper_entered"
 _CALLER = "reaper_caller"
+_HEADERS = "reaper_headers"
 # Only JSON is read (design §7): a browser can POST text/plain cross-site, and nothing else is ours.
 _READABLE: Final = frozenset({"application/json", "application/cloudevents+json"})
 _Handler = TypeVar("_Handler", bound=Callable[..., flask.Response])
@@ -75,9 +76,17 @@ def _caller() -> Caller:
     caller = flask.g.get(_CALLER)
     if caller is None:
         body = flask.request.get_data(cache=True)  # cached: the framework has read it already
-        caller = Caller(AUTHENTICATOR, dict(flask.request.headers.items()), body)
+        caller = Caller(AUTHENTICATOR, _headers(), body)
         flask.g.setdefault(_CALLER, caller)
     return cast(Caller, caller)
+
+
+def _headers() -> dict[str, str]:
+    """This request's headers as a plain dict, built once (werkzeug reads them out of the WSGI environ)."""
+    headers = flask.g.get(_HEADERS)
+    if headers is None:
+        headers = flask.g.setdefault(_HEADERS, dict(flask.request.headers.items()))
+    return cast(dict[str, str], headers)
 
 
 def _final_for_qstash(response: flask.Response) -> flask.Response:
@@ -109,7 +118,7 @@ def _json_error(status: int, message: str) -> flask.Response:
 def handle(event: CloudEvent) -> None:
     """CloudEvent target: the framework parsed the event; reap and let the status code speak."""
     flask.g.setdefault(_ENTERED, True)
-    headers, body = dict(flask.request.headers.items()), flask.request.get_data(cache=True)
+    headers, body = _headers(), flask.request.get_data(cache=True)
     if event["type"] == PUBSUB_PUBLISHED:
         inbound_event = envelopes.pubsub_delivery(headers, body)
     else:
@@ -137,7 +146,7 @@ def handle_http(request: flask.Request) -> flask.Response:
         # FunctionGraph custom-image event functions call POST /init once before /invoke.
         return flask.jsonify({"initialized": True})
     events = envelopes.unwrap(
-        dict(request.headers.items()),
+        _headers(),
         request.get_data(cache=True),
         max_messages=REAPER.settings.max_messages_per_request,
     )
@@ -161,7 +170,7 @@ def _platform_token() -> AbstractContextManager[None]:
     """FunctionGraph's per-request agency credentials, when REAPER_TOKEN_FROM_REQUEST allows them."""
     if not REAPER.settings.token_from_request:
         return contextlib.nullcontext()
-    return credentials.request_credentials(dict(flask.request.headers.items()), REAPER.settings.project_id)
+    return credentials.request_credentials(_headers(), REAPER.settings.project_id)
 
 
 def _handle_one(event: inbound.InboundEvent | BadEventError) -> dict[str, object]:

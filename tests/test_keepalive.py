@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from function.outbound import Endpoint, KeepAliveTransport, environment_proxy
-from function.outbound.http11 import Connection
+from function.outbound import Endpoint, KeepAliveTransport, environment_proxy, http11
+from function.outbound.http11 import MAX_HEAD, MAX_LINE, Connection, ProtocolError, StaleConnectionError
 from function.outbound.keepalive import FRESH
 
 # What the server does with each request on a connection: answer and keep it open, answer and close
@@ -503,6 +503,74 @@ def test_a_response_that_is_not_http_is_a_protocol_error(transport, raw: bytes) 
     """Garbage, a broken header, a short or negative body, bad chunks, a header flood: RemoteProtocolError."""
     with pytest.raises(httpx.RemoteProtocolError):
         call(transport, "GET", answer_once(raw))
+
+
+class Segments:
+    """A socket's reading side that hands over the bytes in the segments given, then EOF (b"")."""
+
+    def __init__(self, *segments: bytes) -> None:
+        self.segments = list(segments)
+        self.asked: list[int] = []
+
+    def gettimeout(self) -> float | None:
+        return None
+
+    def recv(self, size: int) -> bytes:
+        self.asked.append(size)
+        return self.segments.pop(0)[:size] if self.segments else b""
+
+    def close(self) -> None:
+        self.segments = []
+
+
+CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def one_byte_at_a_time(raw: bytes) -> Segments:
+    return Segments(*(raw[i : i + 1] for i in range(len(raw))))
+
+
+def test_a_response_is_read_whole_however_it_is_split_and_leaves_what_follows() -> None:
+    """A head split anywhere (even byte by byte), bare-LF line endings; the next response is kept."""
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    framed = b"HTTP/1.1 201 Created\nContent-Length: 2\nX-Odd:  spaced \n\nok"
+    for sock in (one_byte_at_a_time(chunked + framed), Segments(chunked + framed)):
+        connection = Connection(sock)  # type: ignore[arg-type]
+        first, second = connection.receive("GET"), connection.receive("POST")
+        assert (first.status, first.content, first.keep_alive) == (200, b"abc", True)
+        assert (second.status, second.reason, second.content) == (201, b"Created", b"ok")
+        assert (b"X-Odd", b"spaced") in second.headers
+
+
+@pytest.mark.parametrize(
+    ("segments", "error"),
+    [
+        ((), StaleConnectionError),  # closed before a byte: a kept-alive connection gone stale
+        ((b"HTTP/1.1 200 OK\r\nContent-Le",), ProtocolError),  # closed in the middle of the head
+        ((b"HTTP/1.1 200 OK\r\nX: " + b"a" * (MAX_HEAD + 10),), ProtocolError),  # a head with no end
+        ((CHUNKED + b"1" * (MAX_LINE + 10),), ProtocolError),  # a chunk-size line with no end
+        ((CHUNKED + b"3\r\nab",), ProtocolError),  # a chunk cut short
+        ((CHUNKED + b"3\r\nabcXY",), ProtocolError),  # a chunk not followed by CRLF
+        ((CHUNKED + b"3",), ProtocolError),  # closed in the middle of a chunk-size line
+    ],
+)
+def test_a_response_cut_short_or_too_long_is_refused(
+    segments: tuple[bytes, ...], error: type[Exception]
+) -> None:
+    """Each bound holds however the bytes arrive: nothing past it is buffered or waited for."""
+    with pytest.raises(error):
+        Connection(Segments(*segments)).receive("GET")  # type: ignore[arg-type]
+
+
+def test_a_body_read_to_close_is_bounded(monkeypatch) -> None:
+    """A response framed by the connection's close stops at MAX_BODY, not at the peer's whim."""
+    monkeypatch.setattr(http11, "MAX_BODY", 10)
+    sock = Segments(b"HTTP/1.0 200 OK\r\n\r\n12345", b"67890", b"12345")
+    with pytest.raises(ProtocolError):
+        Connection(sock).receive("GET")  # type: ignore[arg-type]
+    sock = Segments(b"HTTP/1.0 200 OK\r\n\r\n12345", b"67890")
+    whole = Connection(sock).receive("GET")  # type: ignore[arg-type]
+    assert (whole.content, whole.keep_alive) == (b"1234567890", False)
 
 
 def test_a_header_that_would_split_the_request_is_never_sent(serve, transport) -> None:

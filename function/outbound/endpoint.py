@@ -110,10 +110,9 @@ class Endpoint:
             return self._send_proxied(call)
         try:
             target = call.target.encode("ascii")
-            head = [(b"Host", call.host.encode("ascii"))]
-            head.extend(
+            head = [(b"Host", call.host.encode("ascii"))] + [
                 (name.encode("ascii"), value.encode("latin-1")) for name, value in call.headers.items()
-            )
+            ]
         except UnicodeEncodeError:
             # Never echo the text: a header value may be a credential.
             raise httpx.LocalProtocolError("the request target or a header is not encodable") from None
@@ -121,7 +120,7 @@ class Endpoint:
             head.append((b"Content-Length", str(len(call.content)).encode("ascii")))
         wire = http11.Request(call.method, target, head, call.content)
         response = self._transport.exchange(self._origin, wire, self._timeouts)
-        fields = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in response.headers}
+        fields = {name.decode("latin-1"): value.decode("latin-1") for name, value in response.fields.items()}
         return Answer(response.status, fields, response.content)
 
     def _send_proxied(self, call: Call) -> Answer:

@@ -191,23 +191,28 @@ class KeepAliveTransport(httpx.BaseTransport):
         response = connection.receive(request.method)
         if response.keep_alive:
             now = self._clock()
-            self._pool()[origin] = _Pooled(connection, now + self._idle_limit(response.headers), now)
+            self._pool()[origin] = _Pooled(connection, now + self._idle_limit(response.fields), now)
         else:
             self._discard(connection)
         return response
 
-    def _idle_limit(self, headers: list[tuple[bytes, bytes]]) -> float:
+    def _idle_limit(self, fields: dict[bytes, bytes]) -> float:
         """How long the connection may idle: the server's Keep-Alive timeout less a margin, if it said."""
-        stated = next((value for name, value in headers if name.lower() == b"keep-alive"), b"")
-        for part in stated.split(b","):
-            name, _, value = part.strip().partition(b"=")
-            if name.strip().lower() == b"timeout":
-                try:
-                    seconds = float(value)
-                except ValueError:
-                    break
-                return max(0.0, min(self._max_idle, seconds - min(1.0, seconds / 2)))
-        return self._max_idle
+        return _stated_idle(fields.get(b"keep-alive", b""), self._max_idle)
+
+
+@functools.lru_cache(maxsize=64)
+def _stated_idle(stated: bytes, max_idle: float) -> float:
+    """The idle limit a ``Keep-Alive`` value allows (parsed once per value: a server repeats its own)."""
+    for part in stated.split(b","):
+        name, _, value = part.strip().partition(b"=")
+        if name.strip().lower() == b"timeout":
+            try:
+                seconds = float(value)
+            except ValueError:
+                break
+            return max(0.0, min(max_idle, seconds - min(1.0, seconds / 2)))
+    return max_idle
 
 
 def origin_of(url: httpx.URL) -> Origin:
