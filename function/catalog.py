@@ -8,8 +8,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -80,9 +82,24 @@ def event_id(*parts: str) -> str:
 
 
 def rfc3339(epoch: float) -> str:
-    """Format epoch seconds as an RFC 3339 UTC timestamp with milliseconds."""
-    stamp = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
+    """Format epoch seconds as an RFC 3339 UTC timestamp with milliseconds.
+
+    As ``datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")`` writes it (microseconds
+    rounded half to even, then cut to milliseconds), for a third of the cost: a follow-up carries four.
+    """
+    fraction, whole = math.modf(epoch)
+    second, micros = int(whole), round(fraction * 1_000_000)
+    if micros < 0:  # before 1970: modf keeps the sign
+        second, micros = second - 1, micros + 1_000_000
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    return f"{_utc_second(second)}.{micros // 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=64)
+def _utc_second(second: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` of one UTC second (a handful are in use at any time: now, and deadlines)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 def parse_time(text: str) -> float:

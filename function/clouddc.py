@@ -136,15 +136,16 @@ class CloudDCClient:
             return self._failed(method, path, started, "connection-error", exc), {}
         tracing.telemetry().count_call(method, answer.status)
         body = _json_object(answer)
-        _LOG.debug(
-            "clouddc call",
-            extra={
-                "method": method,
-                "path": path,
-                "http_status": answer.status,
-                "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-            },
-        )
+        if _LOG.isEnabledFor(logging.DEBUG):  # the fields cost more than the check, on every call
+            _LOG.debug(
+                "clouddc call",
+                extra={
+                    "method": method,
+                    "path": path,
+                    "http_status": answer.status,
+                    "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
         return _answer_from(answer, body, time.time()), body
 
     @staticmethod

@@ -6,7 +6,6 @@ A handler's wall time is its API calls and nothing else: waits leave as delayed 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import logging
 import random
@@ -181,9 +180,9 @@ class Reaper:
         for _ in range(_MAX_CALLS_PER_EVENT):
             match decision:
                 case core.Schedule():
-                    return dataclasses.replace(self._schedule(decision), calls=tuple(calls))
+                    return self._schedule(decision, tuple(calls))
                 case core.Finish():
-                    return dataclasses.replace(self._finish(decision), calls=tuple(calls))
+                    return self._finish(decision, tuple(calls))
                 case core.ReloadToken(then=then):
                     self.tokens.reload()
                     token_reloaded = True
@@ -289,7 +288,7 @@ class Reaper:
                     },
                 )
 
-    def _schedule(self, decision: core.Schedule) -> Outcome:
+    def _schedule(self, decision: core.Schedule, calls: tuple[str, ...]) -> Outcome:
         now = self.clock()
         peers = self.watch.peers(decision.job.project_id, now)
         decision = core.keep_cadence(decision, now, peers, self.estimate.current(), self.policy)
@@ -311,9 +310,10 @@ class Reaper:
             job.instance_id,
             delay=round(decision.delay, 3),
             reason=decision.why,
+            calls=calls,
         )
 
-    def _finish(self, decision: core.Finish) -> Outcome:
+    def _finish(self, decision: core.Finish, calls: tuple[str, ...] | None = None) -> Outcome:
         job, result = decision.job, decision.result
         self.handoff.announce(job, result)
         if result.kind == "terminated":
@@ -323,7 +323,7 @@ class Reaper:
         observed = core.timing(job, result)
         if observed is not None:
             self.estimate.learn(observed, self.policy)
-        return Outcome(result.kind, job.project_id, job.instance_id, reason=result.reason)
+        return Outcome(result.kind, job.project_id, job.instance_id, reason=result.reason, calls=calls)
 
 
 class DeleteTimes:

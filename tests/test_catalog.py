@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from cloudevents.http import CloudEvent, from_dict
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from function import catalog, inbound
 from function.core import Job, Result
@@ -138,3 +141,14 @@ def test_internal_samples_carry_a_signature_that_verifies(event_type: str) -> No
         )
     assert refused.value.status == 401
     assert "sample-event-key-0123456789" in (EVENTS / "README.md").read_text()
+
+
+@given(st.floats(min_value=-1e10, max_value=2.5e11, allow_nan=False))
+@example(1764000000.001)  # 0.001 is 0.000999... as a float: rounded to microseconds first, as datetime does
+@example(1764000000.9999995)  # rounds up into the next second
+@example(-0.0000001)
+@example(-1.5)  # before 1970: the fraction is negative
+def test_rfc3339_writes_what_datetime_writes(epoch: float) -> None:
+    """The fast formatter agrees with ``datetime``'s RFC 3339 to the millisecond, for any instant."""
+    expected = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert catalog.rfc3339(epoch) == expected

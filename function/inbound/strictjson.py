@@ -22,7 +22,7 @@ def loads(raw: bytes | str, what: str = "body") -> Any:
     except UnicodeDecodeError:
         raise BadEventError(f"{what} is not valid UTF-8") from None
     try:
-        value = json.loads(text, object_pairs_hook=_unique, parse_constant=_no_constant)
+        value = _DECODER.decode(text)
     except RecursionError:
         raise BadEventError(f"{what} is nested more than {MAX_DEPTH} levels deep") from None
     except _DuplicateKeyError as exc:
@@ -51,6 +51,10 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_constant(name: str) -> float:
     raise ValueError(name)
+
+
+# Built once: json.loads with hooks builds a decoder per call, and every event is parsed strictly.
+_DECODER: Final = json.JSONDecoder(object_pairs_hook=_unique, parse_constant=_no_constant)
 
 
 def _depth(value: Any) -> int:

@@ -24,6 +24,8 @@ from function.outbound.keepalive import KeepAliveTransport, keep_alive, origin_o
 
 _FRAMED_ALWAYS: Final = frozenset({"POST", "PUT", "PATCH"})  # httpx sends Content-Length: 0 for these
 USER_AGENT: Final = "reaper/0.1"
+# Built once: json.dumps with arguments builds an encoder per call, and most calls carry a body.
+_to_json: Final = jsonlib.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 @dataclass(slots=True)
@@ -98,9 +100,7 @@ class Endpoint:
         if query:
             call.query = tuple((name, str(value)) for name, value in query.items())
         if json is not None:
-            call.content = jsonlib.dumps(
-                json, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-            ).encode()
+            call.content = _to_json(json).encode()
             call.headers["Content-Type"] = "application/json"
         return call
 
