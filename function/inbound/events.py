@@ -43,7 +43,8 @@ class InboundEvent:
 
 def from_cloudevent(event: CloudEvent) -> InboundEvent:
     """Check an event the framework already parsed."""
-    event_type = str(event["type"])
+    attributes = event.get_attributes()  # one read-only view: each SDK accessor call costs as much again
+    event_type = str(attributes["type"])
     event_type = TYPE_ALIASES.get(event_type, event_type)
     if event_type not in INBOUND_TYPES:
         raise BadEventError(f"unknown event type {event_type!r}; accepted: {', '.join(INBOUND_TYPES)}")
@@ -54,17 +55,17 @@ def from_cloudevent(event: CloudEvent) -> InboundEvent:
         data = {}  # a bare scheduler tick sweeps the default project
     if not isinstance(data, dict):
         raise BadEventError("event data must be a JSON object", status=422)
-    subject = event.get("subject")
-    signature = event.get(EXTENSION)
+    subject = attributes.get("subject")
+    signature = attributes.get(EXTENSION)
     parent = Parent(
-        traceparent=_text(event.get("traceparent")),
-        tracestate=_text(event.get("tracestate")),
-        step=_text(event.get("reaperstep")),
+        traceparent=_text(attributes.get("traceparent")),
+        tracestate=_text(attributes.get("tracestate")),
+        step=_text(attributes.get("reaperstep")),
     )
     return InboundEvent(
-        id=str(event["id"]),
+        id=str(attributes["id"]),
         type=event_type,
-        source=str(event["source"]),
+        source=str(attributes["source"]),
         subject=str(subject) if subject is not None else None,
         data=data,
         signature=str(signature) if signature is not None else None,
