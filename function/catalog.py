@@ -9,7 +9,6 @@ import functools
 import hashlib
 import json
 import math
-import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +20,7 @@ from cloudevents.http import CloudEvent
 from function.core import Job, Result
 from function.errors import BadEventError
 from function.sweep import BatchJob, SweepPage
+from function.utctime import second_text
 
 INSTANCE_EXPIRED: Final = "instance-expired"
 INSTANCE_STATUS_CHECK: Final = "instance-status-check"
@@ -93,13 +93,7 @@ def rfc3339(epoch: float) -> str:
         second, micros = second - 1, micros + 1_000_000
     if micros >= 1_000_000:
         second, micros = second + 1, micros - 1_000_000
-    return f"{_utc_second(second)}.{micros // 1000:03d}Z"
-
-
-@functools.lru_cache(maxsize=64)
-def _utc_second(second: int) -> str:
-    """``YYYY-MM-DDTHH:MM:SS`` of one UTC second (a handful are in use at any time: now, and deadlines)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{second_text(second)}.{micros // 1000:03d}Z"
 
 
 def parse_time(text: str) -> float:

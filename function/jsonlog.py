@@ -10,7 +10,6 @@ import json
 import logging
 import sys
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from contextvars import ContextVar
 from typing import Any, Final
 
 from function.tracing import context as tracing_context
+from function.utctime import second_text
 
 REDACTED: Final = "[REDACTED]"
 _MIN_SECRET_LEN: Final = 6
@@ -85,12 +85,11 @@ class JsonFormatter(logging.Formatter):
     def __init__(self, google_project: str | None = None) -> None:
         super().__init__()
         self._google_project = google_project
-        self._second: tuple[int, str] = (-1, "")
 
     def format(self, record: logging.LogRecord) -> str:
         """Render the record as a redacted JSON line."""
         payload: dict[str, Any] = {
-            "time": f"{self._stamp(int(record.created))}.{int(record.msecs):03d}Z",
+            "time": f"{second_text(int(record.created))}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "severity": record.levelname,
             "logger": record.name,
@@ -111,14 +110,6 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             payload["error"] = self.formatException(record.exc_info)
         return redact(_encode(payload))
-
-    def _stamp(self, second: int) -> str:
-        """The record's second as RFC 3339 (formatted once per second: lines come many to a second)."""
-        cached, text = self._second
-        if cached != second:
-            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = (second, text)
-        return text
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
