@@ -7,13 +7,24 @@ import contextlib
 import json
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+import pytest
+from cloudevents import exceptions as ce_errors
+from cloudevents.http import from_dict, from_http
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from function import catalog
 from function.clouddc import check_id
 from function.errors import BadEventError, ReaperError
-from function.inbound import check_request, envelopes
+from function.inbound import (
+    InboundEvent,
+    check_request,
+    envelopes,
+    events,
+    from_cloudevent,
+    from_request,
+    strictjson,
+)
 from function.secret import Secret
 from function.signing import EventSigner
 
@@ -175,3 +186,97 @@ def test_validated_follow_up_data_always_rebuilds(event_type: str, payload: dict
         assert rebuilt.project_id == payload["project_id"]
         return
     assert refused == 422  # a pattern-shaped date that is no real instant
+
+
+# -- the direct parse against the cloudevents SDK -------------------------------------------------
+_SDK_ERRORS = (ce_errors.GenericException, ValueError, TypeError, AttributeError)
+
+
+def sdk_reads(request_headers: dict[str, str], body: bytes) -> InboundEvent:
+    """The event the cloudevents SDK reads from a request: how reaper parsed before it read them itself."""
+    lowered = {k.lower(): v for k, v in request_headers.items()}
+    content_type = lowered.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/cloudevents-batch+json":
+        raise BadEventError("batch", 415)
+    structured = content_type == "application/cloudevents+json" or (
+        "ce-specversion" not in lowered and content_type == "application/json"
+    )
+    if structured:
+        document = strictjson.loads(body, "body") if body else None
+        if not isinstance(document, dict) or "specversion" not in document:
+            raise BadEventError("not a structured CloudEvent")
+        attributes: dict[str, object] = document
+    elif "ce-specversion" in lowered:
+        attributes = {k[3:]: v for k, v in lowered.items() if k.startswith("ce-")}
+    else:
+        raise BadEventError("not a CloudEvent")
+    for name, limit in events._REQUIRED_ATTRIBUTES.items():  # the SDK has no size limits: reaper's own
+        value = attributes.get(name)
+        if not isinstance(value, str) or not value.strip() or len(value) > limit:
+            raise BadEventError(f"{name} missing or too long")
+    try:
+        event = from_dict(document) if structured else from_http(lowered, body, data_unmarshaller=lambda b: b)
+    except _SDK_ERRORS as exc:
+        raise BadEventError(f"not a valid CloudEvent: {exc}") from None
+    return from_cloudevent(event)
+
+
+def read(parse: Any, request_headers: dict[str, str], body: bytes) -> InboundEvent | int:
+    """The event a parser reads, or the status it refuses with."""
+    try:
+        result: InboundEvent = parse(request_headers, body)
+    except BadEventError as exc:
+        return exc.status
+    return result
+
+
+@FUZZ
+@given(request_headers=headers, body=bodies)
+@example(
+    {
+        "content-type": "application/json",
+        "ce-specversion": "2.0",
+        "ce-id": "a",
+        "ce-source": "/s",
+        "ce-type": "instance-expired",
+    },
+    b'{"instance_id": "i-1"}',
+)
+@example(
+    {"content-type": "application/cloudevents+json"},
+    b'{"specversion": "0.3", "id": "a", "source": "/s", "type": "instance-expired", "data": {}}',
+)
+@example(
+    {
+        "content-type": "application/json",
+        "ce-specversion": "1.0",
+        "ce-id": "a",
+        "ce-source": "/s",
+        "ce-type": "instance-sweep",
+    },
+    b"",
+)
+def test_the_direct_parse_reads_what_the_sdk_reads(request_headers: dict[str, str], body: bytes) -> None:
+    """Every request: the same event from both, or a refusal from both (a 4xx, whatever its words)."""
+    direct, sdk = read(from_request, request_headers, body), read(sdk_reads, request_headers, body)
+    if isinstance(sdk, int):
+        assert isinstance(direct, int)
+        assert 400 <= direct < 500
+    else:
+        assert direct == sdk
+
+
+@pytest.mark.parametrize("version", ["2.0", "1", "0.2"])
+def test_a_specversion_the_sdk_does_not_read_is_refused(version: str) -> None:
+    """Only 1.0 and 0.3 are CloudEvents the SDK (the CloudEvent target's parser) reads: so here too."""
+    with pytest.raises(BadEventError, match="specversion"):
+        from_request(
+            {
+                "ce-specversion": version,
+                "ce-id": "a",
+                "ce-source": "/s",
+                "ce-type": "instance-expired",
+                "content-type": "application/json",
+            },
+            b'{"instance_id": "i-1"}',
+        )
