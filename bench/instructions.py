@@ -1,8 +1,10 @@
 """Count the instructions one event costs the server, under callgrind: a figure the machine's load cannot move.
 
-``python -m bench.instructions reaper|no-op N`` serves N instance-expired events in-process through the
-functions-framework app (the emulator and delay service it calls run outside, not counted); ``make
-bench`` runs it under ``valgrind --tool=callgrind`` with two values of N and divides the difference.
+``python -m bench.instructions LABEL N PROJECT`` serves N instance-expired events (binary mode) in-process
+through the functions-framework app (the emulator and delay service it calls run outside, not counted);
+``make bench`` runs it under ``valgrind --tool=callgrind`` with two values of N and divides the difference.
+LABEL (``FUNCTIONS``): reaper on its shipped HTTP target or on its CloudEvent target, the CloudEvent
+no-op every figure is compared with, or an HTTP no-op that reads nothing.
 """
 
 from __future__ import annotations
@@ -12,15 +14,23 @@ import sys
 
 import functions_framework
 
-from bench.stack import NOOP_SOURCE
+from bench.stack import BENCH, NOOP_SOURCE, SHIPPED_TARGET
 from function.procs import FUNCTION_SOURCE
+
+# label -> (source, target, signature type)
+FUNCTIONS = {
+    "no-op": (NOOP_SOURCE, "handle", "cloudevent"),
+    "reaper": (FUNCTION_SOURCE, *SHIPPED_TARGET),
+    "reaper, CloudEvent target": (FUNCTION_SOURCE, "handle", "cloudevent"),
+    "no-op, HTTP": (BENCH / "noop_http_main.py", "handle", "http"),
+}
 
 
 def main() -> int:
     """Serve the events; the environment (endpoint, delay service, keys) comes from the caller."""
     label, count, project = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    source = NOOP_SOURCE if label == "no-op" else FUNCTION_SOURCE
-    client = functions_framework.create_app("handle", str(source), "cloudevent").test_client()
+    source, target, signature = FUNCTIONS[label]
+    client = functions_framework.create_app(target, str(source), signature).test_client()
     for n in range(count):
         instance = f"{project}-{n:05d}"
         headers = {

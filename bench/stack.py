@@ -23,6 +23,8 @@ from function.wsgi import threaded_server
 
 BENCH = Path(__file__).parent
 NOOP_SOURCE = BENCH / "noop_main.py"  # the do-nothing function every figure is compared with
+# reaper is measured as it ships: deploy/Dockerfile's FUNCTION_TARGET and `reaper serve`'s default.
+SHIPPED_TARGET = ("handle_http", "http")
 TOKEN = "bench-token-0123456789abcdef"
 # The safety settings every function needs (README "Safety"): the bench uses many projects and sends
 # unsigned expiry events, so it allows every project and lets the "platform" (loopback) authenticate.
@@ -112,9 +114,7 @@ class Stack:
         port = free_port()
         log_path = self.workdir / f"function-{port}.log"
         log = log_path.open("wb")
-        argv = function_command(port)
-        if source is not None:
-            argv[argv.index("--source") + 1] = str(source)
+        argv = served(port, source)
         if cpus:
             argv = ["taskset", "-c", ",".join(map(str, sorted(cpus))), *argv]
         settings = self.function_env(
@@ -208,6 +208,15 @@ def tree(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.extend(tree(int(entry.name)))
     return found
+
+
+def served(port: int, source: Path | None = None) -> list[str]:
+    """argv for reaper on its shipped target, or for a bench function (``source``) on its CloudEvent ``handle``."""
+    if source is None:
+        return function_command(port, *SHIPPED_TARGET)
+    argv = function_command(port)
+    argv[argv.index("--source") + 1] = str(source)
+    return argv
 
 
 def cpu_seconds(pid: int) -> float:

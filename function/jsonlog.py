@@ -1,12 +1,11 @@
 """One JSON line per log record on stderr, with every registered secret redacted.
 
 Plain ``logging`` with a small formatter rather than structlog/python-json-logger: the whole need
-is one ``json.dumps`` and a redaction pass, which is less code than configuring a dependency.
+is one ``jsontext.dumps`` and a redaction pass, which is less code than configuring a dependency.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import threading
@@ -16,6 +15,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Final
 
+from function import jsontext
 from function.tracing import context as tracing_context
 from function.utctime import second_text
 
@@ -32,8 +32,6 @@ _secrets_lock = threading.Lock()
 _ordered: tuple[str, ...] = ()
 _request_secrets: ContextVar[tuple[str, ...]] = ContextVar("reaper_request_secrets", default=())
 _STANDARD_ATTRS: Final = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
-# Built once: json.dumps with arguments builds an encoder per call, and every event writes a line.
-_encode: Final = json.JSONEncoder(default=str, separators=(",", ":")).encode
 
 
 def register_secret(value: str, *, rotating: bool = False) -> None:
@@ -109,7 +107,7 @@ class JsonFormatter(logging.Formatter):
                 payload[key] = value
         if record.exc_info:
             payload["error"] = self.formatException(record.exc_info)
-        return redact(_encode(payload))
+        return redact(jsontext.dumps(payload, default=str).decode())
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -19,7 +18,7 @@ import functions_framework
 from cloudevents.http import CloudEvent
 from werkzeug.exceptions import HTTPException
 
-from function import credentials, inbound, tracing
+from function import credentials, inbound, jsontext, tracing
 from function.catalog import INTERNAL_TYPES
 from function.errors import BadEventError, RetryableError, SettingsError, refuse_to_start
 from function.inbound import envelopes
@@ -34,8 +33,6 @@ from function.settings import Settings
 _LOG = logging.getLogger("reaper.http")
 PUBSUB_PUBLISHED: Final = "google.cloud.pubsub.topic.v1.messagePublished"
 _ARRIVAL = "reaper_arrival"
-# Built once: flask.jsonify builds an encoder per call. Sorted and compact, as Flask writes JSON.
-_to_json: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
 _Handler = TypeVar("_Handler", bound=Callable[..., flask.Response])
 # functions-framework's errorhandler is Flask's, untyped once re-exported: give it its real shape.
 _errorhandler = cast(
@@ -88,7 +85,10 @@ def _json_error(status: int, message: str) -> flask.Response:
 
 def _json(document: object, status: int = 200) -> flask.Response:
     """A JSON answer."""
-    return flask.Response(_to_json(document) + "\n", status, mimetype="application/json")
+    # Sorted and compact, as flask.jsonify writes it, without building an encoder per answer.
+    return flask.Response(
+        jsontext.dumps(document, sort_keys=True) + b"\n", status, mimetype="application/json"
+    )
 
 
 @functions_framework.cloud_event

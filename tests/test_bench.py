@@ -95,7 +95,12 @@ def test_report_has_every_table_and_row() -> None:
         "memory": mem,
         "transports": trans,
         "sweep": sweep,
-        "instructions": {"no-op": 1_000_000.0, "reaper": 2_500_000.0},
+        "instructions": {
+            "no-op": 1_000_000.0,
+            "reaper": 2_500_000.0,
+            "reaper, CloudEvent target": 2_700_000.0,
+            "no-op, HTTP": 800_000.0,
+        },
     }
     text = report(results, "make bench", 300.0, 0.0)
     for needle in (
@@ -115,6 +120,9 @@ def test_report_has_every_table_and_row() -> None:
         "on every CPU: 2.00x that on a CPU of its own",
         "worker runs on a CPU of its own (taskset)",
         "2.50 M (no-op 1.00 M = 2.50x) | ≤ 2.67x the no-op | met |",
+        "| reaper, CloudEvent target | 2,700,000 | 2.70x |",
+        "| no-op, HTTP | 800,000 | 0.80x |",
+        "shipped target (`handle_http`",
         "grows 10.0 MB over its first 2,000 events",
         "| RSS",
         "schedule.svg",

@@ -19,13 +19,12 @@ from urllib.parse import urlencode
 
 import httpx
 
+from function import jsontext
 from function.outbound import http11
 from function.outbound.keepalive import KeepAliveTransport, keep_alive, origin_of, tls_context
 
 _FRAMED_ALWAYS: Final = frozenset({"POST", "PUT", "PATCH"})  # httpx sends Content-Length: 0 for these
 USER_AGENT: Final = "reaper/0.1"
-# Built once: json.dumps with arguments builds an encoder per call, and most calls carry a body.
-_to_json: Final = jsonlib.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 @dataclass(slots=True)
@@ -100,7 +99,7 @@ class Endpoint:
         if query:
             call.query = tuple((name, str(value)) for name, value in query.items())
         if json is not None:
-            call.content = _to_json(json).encode()
+            call.content = jsontext.dumps(json)
             call.headers["Content-Type"] = "application/json"
         return call
 
