@@ -127,6 +127,24 @@ class Job:
         return f"{action}-{counters}"
 
 
+_JOB_FIELDS: Final = frozenset(field.name for field in dataclasses.fields(Job))
+
+
+def evolved(job: Job, **changes: Any) -> Job:
+    """What ``dataclasses.replace(job, **changes)`` returns, for a sixth of its cost (on every event's path).
+
+    ``replace`` re-runs the frozen ``__init__``: ~50,000 instructions for Job's 15 fields set one by one
+    through ``object.__setattr__``. Job validates nothing in ``__init__`` (no ``__post_init__``), so a
+    shallow copy of its fields with ``changes`` written in is the same record.
+    """
+    unknown = changes.keys() - _JOB_FIELDS
+    if unknown:
+        raise TypeError(f"Job has no field {sorted(unknown)[0]!r}")
+    copy = object.__new__(Job)
+    copy.__dict__.update(job.__dict__, **changes)
+    return copy
+
+
 @dataclass(frozen=True)
 class ApiAnswer:
     """What one CloudDC call answered; ``status`` is None when no HTTP answer came back."""
@@ -313,7 +331,7 @@ def on_delete_answer(
     if answer.status == 401:
         return _unauthorized(CallDelete(job), job, answer, now, token_reloaded=token_reloaded)
     if answer.status in _ACCEPTED:
-        accepted = dataclasses.replace(
+        accepted = evolved(
             job,
             delete_attempts=job.delete_attempts + 1,
             deleted_at=job.deleted_at if job.deleted_at is not None else now,
@@ -383,8 +401,8 @@ def _on_state(
 
 
 def _checked(job: Job, **more: Any) -> Job:
-    """``job`` with one more status read answered, and ``more``, in one copy (each is ~50k instructions)."""
-    return dataclasses.replace(job, checks=job.checks + 1, failures=0, throttles=0, **more)
+    """``job`` with one more status read answered, and ``more``, in one copy."""
+    return evolved(job, checks=job.checks + 1, failures=0, throttles=0, **more)
 
 
 def _schedule_check(job: Job, now: float, policy: Policy, rand: Rand, why: str) -> Decision:

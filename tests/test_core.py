@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from function import core
 from function.core import (
@@ -351,3 +353,49 @@ def test_normalise_state() -> None:
     """State spellings are folded to one form."""
     assert core.normalise_state(" Shutting_Down ") == "shutting-down"
     assert core.normalise_state(None) is None
+
+
+_times = st.one_of(st.none(), st.floats(0, 1e10))
+_counts = st.integers(0, 1000)
+_changes = st.fixed_dictionaries(
+    {},
+    optional={
+        "deleted_at": _times,
+        "checks": _counts,
+        "delete_attempts": _counts,
+        "failures": _counts,
+        "throttles": _counts,
+        "seen_at": _times,
+        "expected": _times,
+    },
+)
+
+
+@given(
+    start=st.builds(
+        core.Job,
+        st.text(min_size=1, max_size=8),
+        st.text(min_size=1, max_size=8),
+        st.text(max_size=8),
+        st.floats(0, 1e10),
+        st.floats(0, 1e10),
+        deleted_at=_times,
+        checks=_counts,
+        expected=_times,
+    ),
+    changes=_changes,
+)
+def test_evolved_is_what_dataclasses_replace_returns(start: core.Job, changes: dict[str, object]) -> None:
+    """The cheap copy the core makes on every event is the record ``replace`` makes, and still frozen."""
+    copy = core.evolved(start, **changes)
+    assert copy == dataclasses.replace(start, **changes)  # type: ignore[arg-type]
+    assert copy.__dict__ == dataclasses.replace(start, **changes).__dict__  # type: ignore[arg-type]
+    assert start == core.evolved(start)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        copy.checks = 1  # type: ignore[misc]
+
+
+def test_evolved_refuses_a_field_job_does_not_have() -> None:
+    """As ``replace`` does: a misspelt field is an error, not a silent no-op."""
+    with pytest.raises(TypeError, match="chekcs"):
+        core.evolved(job(), chekcs=1)

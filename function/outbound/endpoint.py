@@ -14,7 +14,7 @@ import json as jsonlib
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from urllib.parse import urlencode
 
 import httpx
@@ -47,9 +47,8 @@ class Call:
         return f"{self.path}?{urlencode(self.query)}" if self.query else self.path
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """One whole response: status, headers (lower-case names) and body."""
+class Answer(NamedTuple):
+    """One whole response: status, headers (lower-case names) and body (immutable, built in C)."""
 
     status: int
     headers: Mapping[str, str]

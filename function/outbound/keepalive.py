@@ -61,7 +61,7 @@ def keep_alive(*, connect_retries: int = 0) -> KeepAliveTransport:
     return KeepAliveTransport(ssl_context=tls_context, connect_retries=connect_retries)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pooled:
     """One thread's connection to one origin: when it was last answered on, when it stops being trusted."""
 
