@@ -685,7 +685,15 @@ def machine() -> list[str]:
     memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     versions = ", ".join(
         f"{p} {metadata.version(p)}"
-        for p in ("functions-framework", "gunicorn", "flask", "httpx", "cloudevents", "fastjsonschema")
+        for p in (
+            "functions-framework",
+            "gunicorn",
+            "flask",
+            "httpx",
+            "cloudevents",
+            "fastjsonschema",
+            "orjson",
+        )
     )
     return [
         f"- machine: {os.cpu_count()} cores ({cpu}), {memory_gb:.0f} GiB, {platform.platform()}",
@@ -755,9 +763,10 @@ def report(results: dict[str, Any], command: str, took: float, finished: float) 
         f"| events/s vs a no-op, THREADS={THREADS_COMPARED}, same run (§2) | {r16['rate']:.0f} / "
         f"{noop['rate']:.0f} = {r16['rate'] / noop['rate']:.0%} | ≥ 40 % | "
         f"{verdict(r16['rate'] / noop['rate'], 0.40, at_most=False)} |",
-        f"| the same with the emulator and delay service as upstream (§2b: their CPU, "
-        f"{dbl['reaper']['upstream_ms']:.1f} ms per event, bounds it) | {dbl['reaper']['rate']:.0f} / "
-        f"{dbl['no-op']['rate']:.0f} = {dbl_share:.0%} | ≥ 40 % | {verdict(dbl_share, 0.40, at_most=False)} |",
+        f"| context, not a target: the same with the emulator and delay service as upstream (§2b) | "
+        f"{dbl['reaper']['rate']:.0f} / {dbl['no-op']['rate']:.0f} = {dbl_share:.0%} | — | the test doubles' "
+        f"own CPU, {dbl['reaper']['upstream_ms']:.1f} ms per event on the CPU they share with the load "
+        "generator, caps the rate whatever reaper costs |",
         f"| events/s per worker, 100 ms upstream (§2) | {best_slow['rate']:.0f} (THREADS={best_slow['threads']}); "
         f"shipped THREADS={SHIPPED_THREADS}: {shipped_slow['rate']:.0f} | ≥ 450 | "
         f"{verdict(shipped_slow['rate'], 450, at_most=False)} |",
