@@ -19,7 +19,7 @@ import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Literal, Protocol, TypeVar
+from typing import Any, Final, Literal, NamedTuple, Protocol, TypeVar
 
 from function import gate
 from function.gate import DELETABLE_STATES, FAILED_STATES, SHUTTING_DOWN, TERMINATED, normalise_state
@@ -145,8 +145,7 @@ def evolved(job: Job, **changes: Any) -> Job:
     return copy
 
 
-@dataclass(frozen=True)
-class ApiAnswer:
+class ApiAnswer(NamedTuple):
     """What one CloudDC call answered; ``status`` is None when no HTTP answer came back."""
 
     status: int | None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 TERMINATED: Final = "terminated"
 FAILED_STATES: Final = frozenset({"failed", "error"})
@@ -44,8 +44,7 @@ class Rules:
     dry_run: bool = False
 
 
-@dataclass(frozen=True)
-class Sighting:
+class Sighting(NamedTuple):
     """One instance as ListInstances showed it just now (``state`` normalised by ``normalise_state``)."""
 
     state: str | None

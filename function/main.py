@@ -111,7 +111,7 @@ def _traced(event: inbound.InboundEvent, arrival: _Arrival) -> inbound.InboundEv
     if event.parent.traceparent or not header:
         return event
     parent = tracing.Parent(header[:128], (arrival.headers.get("tracestate") or "")[:512] or None)
-    return dataclasses.replace(event, parent=parent)
+    return event._replace(parent=parent)
 
 
 @functions_framework.http

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """The result of one handler invocation (not the instance's final result)."""
+class Outcome(NamedTuple):
+    """The result of one handler invocation (not the instance's final result); immutable, built in C."""
 
     outcome: str
     project_id: str
@@ -21,4 +19,4 @@ class Outcome:
 
     def as_json(self) -> dict[str, Any]:
         """The response body."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self).items() if v is not None}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self._asdict().items() if v is not None}

@@ -10,8 +10,7 @@ the tests' oracle: ``tests/test_parse_fuzz.py`` checks both read every request a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from function.catalog import INBOUND_TYPES, INSTANCE_SWEEP, TYPE_ALIASES
 from function.errors import BadEventError
@@ -28,8 +27,7 @@ _REQUIRED_ATTRIBUTES: Final = {"id": 256, "source": 1024, "type": 256, "specvers
 _SPECVERSIONS: Final = ("1.0", "0.3")  # what the cloudevents SDK reads, and so the CloudEvent target
 
 
-@dataclass(frozen=True)
-class InboundEvent:
+class InboundEvent(NamedTuple):
     """The parts of an incoming CloudEvent the function uses."""
 
     id: str
@@ -39,7 +37,7 @@ class InboundEvent:
     data: dict[str, Any]
     signature: str | None = None  # the ``reapersignature`` extension: internal events only
     # Where it comes from in a trace: its ``traceparent``, ``tracestate`` and ``reaperstep`` extensions.
-    parent: Parent = field(default_factory=Parent)
+    parent: Parent = Parent()
 
 
 def from_cloudevent(event: CloudEvent) -> InboundEvent:

@@ -13,16 +13,14 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 _TRACEPARENT: Final = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _MAX_TRACESTATE: Final = 512
 _MAX_STEP: Final = 1_000_000
 
 
-@dataclass(frozen=True)
-class StepContext:
+class StepContext(NamedTuple):
     """One step's place in its trace: its own span id, its parent's, and its position in the chain."""
 
     trace_id: str
@@ -38,8 +36,7 @@ class StepContext:
         return f"00-{self.trace_id}-{self.span_id}-{'01' if self.sampled else '00'}"
 
 
-@dataclass(frozen=True)
-class Parent:
+class Parent(NamedTuple):
     """What an inbound event says about where it comes from (all optional)."""
 
     traceparent: str | None = None

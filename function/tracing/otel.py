@@ -9,7 +9,6 @@ inbound context; its span id is the one the step's follow-ups and results carry.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -100,7 +99,7 @@ class OtelTelemetry(Telemetry):
             own = span.get_span_context()
             context = start(parent, span_id=format(own.span_id, "016x"))
             if parsed is None:  # a new root: the SDK chose the trace id
-                context = dataclasses.replace(context, trace_id=format(own.trace_id, "032x"))
+                context = context._replace(trace_id=format(own.trace_id, "032x"))
             span.set_attribute("reaper.step", context.step)
             with active(context):
                 yield _OtelSpan(context, span)
