@@ -6,7 +6,6 @@ another worker) costs reads, never a result.
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import threading
 from collections import OrderedDict
@@ -141,7 +140,7 @@ class Watch:
                 del watched[instance_id]
                 job = entry.job
                 if entry.seen_at is not None and entry.seen_at > (job.seen_at or 0.0):
-                    job = dataclasses.replace(job, seen_at=entry.seen_at)
+                    job = core.evolved(job, seen_at=entry.seen_at)
                 found.append((job, entry.step))
         return found
 

@@ -10,8 +10,9 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
+from function.inbound.events import STRUCTURED
+
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-STRUCTURED: Final = "application/cloudevents+json"
 # Only JSON is read (design §7): a browser can POST text/plain cross-site, and nothing else is ours.
 READABLE: Final = frozenset({"application/json", STRUCTURED})
 QSTASH_NON_RETRYABLE: Final = "489 Non-Retryable"

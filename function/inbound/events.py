@@ -21,8 +21,8 @@ from function.tracing.context import Parent
 if TYPE_CHECKING:
     from cloudevents.http import CloudEvent
 
-_BATCH: Final = "application/cloudevents-batch+json"
-_STRUCTURED: Final = "application/cloudevents+json"
+BATCH: Final = "application/cloudevents-batch+json"
+STRUCTURED: Final = "application/cloudevents+json"
 _REQUIRED_ATTRIBUTES: Final = {"id": 256, "source": 1024, "type": 256, "specversion": 16}
 _SPECVERSIONS: Final = ("1.0", "0.3")  # what the cloudevents SDK reads, and so the CloudEvent target
 
@@ -103,13 +103,13 @@ def from_request(headers: Mapping[str, str], body: bytes) -> InboundEvent:
     """Parse a raw HTTP request (binary or structured CloudEvent)."""
     lowered = {k.lower(): v for k, v in headers.items()}
     content_type = lowered.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == _BATCH:
+    if content_type == BATCH:
         raise BadEventError("batched CloudEvents are not accepted; send one per request", 415)
     if _structured(lowered, content_type):
         return from_document(_decode_json(body, "body"))
     if "ce-specversion" not in lowered:
         raise BadEventError(
-            f"not a CloudEvent: send binary mode (ce-* headers) or structured mode ({_STRUCTURED})",
+            f"not a CloudEvent: send binary mode (ce-* headers) or structured mode ({STRUCTURED})",
             status=415 if content_type else 400,
         )
     attributes = binary_attributes(lowered)
@@ -131,7 +131,7 @@ def check_request(headers: Mapping[str, str], body: bytes) -> None:
 
 def _structured(lowered: Mapping[str, str], content_type: str) -> bool:
     """Structured mode is said by the content type, whatever ce- headers ride along."""
-    return content_type == _STRUCTURED or (
+    return content_type == STRUCTURED or (
         "ce-specversion" not in lowered and content_type == "application/json"
     )
 
