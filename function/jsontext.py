@@ -5,6 +5,11 @@ documents an event, about 8 % of its own CPU (docs/performance-notes.md); orjson
 sixth. Where orjson cannot (an integer beyond 64 bits) the standard library writes the document, so the
 two differ only in form: non-ASCII text is written as UTF-8, not ``\\u`` escapes, and NaN as ``null``.
 A signature's canonical form (``function.signing``) stays on the standard library: it must never change.
+
+``loads`` is the one strict reader, for what callers send and what upstreams answer alike: one meaning per
+document or ``UnreadableError``. Refused: bytes that are not UTF-8, duplicate keys (which value wins
+differs between parsers, so a checker could be shown one ``instance_id`` or ``reaper-protected`` and the
+deleter another), ``NaN``/``Infinity``, and nesting deeper than ``MAX_DEPTH``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
+
+MAX_DEPTH: Final = 32
 
 # A dataclass, a datetime or a subclass of str, int, dict or list goes through ``default`` as the standard
 # library sent it (a dataclass's repr, never its fields: a field its repr leaves out may hold a credential).
@@ -37,3 +44,63 @@ def dumps(value: Any, *, default: Callable[[Any], Any] | None = None, sort_keys:
             value, default=default, sort_keys=sort_keys, ensure_ascii=False, separators=(",", ":")
         )
         return text.encode()
+
+
+class UnreadableError(ValueError):
+    """The bytes are not one clear JSON value; the message says why (never echoing the document)."""
+
+
+def loads(raw: bytes | str, what: str = "body") -> Any:
+    """Parse ``raw`` strictly; ``UnreadableError`` naming ``what`` when it is not one clear JSON value."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError:
+        raise UnreadableError(f"{what} is not valid UTF-8") from None
+    try:
+        value = _DECODER.decode(text)
+    except RecursionError:
+        raise UnreadableError(f"{what} is nested more than {MAX_DEPTH} levels deep") from None
+    except _DuplicateKeyError as exc:
+        raise UnreadableError(f"{what} has the key {exc.key[:40]!r} twice") from None
+    except ValueError:
+        raise UnreadableError(f"{what} is not valid JSON") from None
+    if _depth(value) > MAX_DEPTH:
+        raise UnreadableError(f"{what} is nested more than {MAX_DEPTH} levels deep")
+    return value
+
+
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise _DuplicateKeyError(key)
+        document[key] = value
+    return document
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(name)
+
+
+# Built once: json.loads with hooks builds a decoder per call, and every event is parsed strictly.
+_DECODER: Final = json.JSONDecoder(object_pairs_hook=_unique, parse_constant=_no_constant)
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a parsed value, iteratively (a deep value must not exhaust the stack here)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level > MAX_DEPTH:
+                return level
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest

@@ -29,12 +29,17 @@ class ResultSink:
     """Announces outcomes: a structured CloudEvent POSTed to the sink, and one log line."""
 
     def __init__(
-        self, sink_url: str | None, *, timeout: float = 5.0, transport: httpx.BaseTransport | None = None
+        self,
+        sink_url: str | None,
+        *,
+        timeout: float = 5.0,
+        deadline: float = outbound.DEADLINE,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._url = sink_url
         self._http = outbound.client(
             timeout=timeout,
-            transport=transport or outbound.keep_alive(connect_retries=2),
+            transport=transport or outbound.keep_alive(connect_retries=2, deadline=deadline),
         )
 
     def emit(self, event: CloudEvent) -> SinkAnswer:

@@ -26,14 +26,20 @@ def build(settings: Settings) -> Reaper:
     signer = EventSigner(settings.event_key, settings.event_key_previous)
     handoff = HandOff(
         schedulers.from_settings(settings),
-        ResultSink(settings.sink_url, timeout=settings.http_timeout),
+        ResultSink(settings.sink_url, timeout=settings.http_timeout, deadline=settings.http_deadline),
         settings.event_source,
         time.time,
         signer,
     )
     reaper = Reaper(
         settings=settings,
-        client=CloudDCClient(settings.endpoint, tokens, timeout=settings.http_timeout),
+        client=CloudDCClient(
+            settings.endpoint,
+            tokens,
+            timeout=settings.http_timeout,
+            deadline=settings.http_deadline,
+            max_body=settings.max_answer_bytes,
+        ),
         tokens=tokens,
         handoff=handoff,
         signer=signer,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,9 @@ VARIABLES: Final = frozenset(
         "REAPER_DEADLINE",
         "REAPER_DRY_RUN",
         "REAPER_HTTP_TIMEOUT",
+        "REAPER_HTTP_DEADLINE",
+        "REAPER_MAX_ANSWER_BYTES",
+        "REAPER_CA_BUNDLE",
         "REAPER_MAX_RETRIES",
         "REAPER_MAX_BODY_BYTES",
         "REAPER_EVENT_SOURCE",
@@ -139,6 +143,10 @@ class Settings:
     deadline: float = 7200.0
     dry_run: bool = False
     http_timeout: float = 10.0
+    # One call as a whole (connect and the complete answer), besides each read's http_timeout.
+    http_deadline: float = 30.0
+    max_answer_bytes: int = 4 * 1024 * 1024
+    ca_bundle: Path | None = None
     max_retries: int = 8
     max_body_bytes: int = 1024 * 1024
     event_source: str = "/reaper"
@@ -201,8 +209,25 @@ class Settings:
             )
         if self.expected_delete_seconds is not None and not 0 < self.expected_delete_seconds < self.deadline:
             raise SettingsError("REAPER_EXPECTED_DELETE_SECONDS must be above 0 and below REAPER_DEADLINE")
+        self._check_outbound()
         self._check_transport()
         self._check_trust()
+
+    def _check_outbound(self) -> None:
+        if self.http_timeout <= 0:
+            raise SettingsError("REAPER_HTTP_TIMEOUT must be above 0")
+        if self.http_deadline < self.http_timeout:
+            raise SettingsError("REAPER_HTTP_DEADLINE must be at least REAPER_HTTP_TIMEOUT")
+        if self.max_answer_bytes < 64 * 1024:
+            raise SettingsError("REAPER_MAX_ANSWER_BYTES must be at least 65536 (a ListInstances page)")
+        if self.ca_bundle is not None:
+            try:
+                ssl.create_default_context(cafile=str(self.ca_bundle))
+            except (OSError, ssl.SSLError) as exc:
+                raise SettingsError(
+                    f"REAPER_CA_BUNDLE={str(self.ca_bundle)[:80]!r}: not a readable PEM file of CA "
+                    f"certificates ({type(exc).__name__})"
+                ) from None
 
     def _check_trust(self) -> None:
         if self.allowed_projects == frozenset():
@@ -329,6 +354,7 @@ class Settings:
             if isinstance(view[name], str):
                 view[name] = envvars.mask_password(view[name])
         view["auth_token_file"] = str(self.auth_token_file) if self.auth_token_file else None
+        view["ca_bundle"] = str(self.ca_bundle) if self.ca_bundle else None
         view["allowed_projects"] = sorted(self.allowed_projects) if self.allowed_projects is not None else "*"
         view["oidc_allowed_emails"] = sorted(self.oidc_allowed_emails)
         view["credential_source"] = self.credential_source()
@@ -357,6 +383,9 @@ class Settings:
             "deadline": envvars.seconds(env, "REAPER_DEADLINE", 7200.0),
             "dry_run": envvars.boolean(env, "REAPER_DRY_RUN", default=False),
             "http_timeout": envvars.seconds(env, "REAPER_HTTP_TIMEOUT", 10.0),
+            "http_deadline": envvars.seconds(env, "REAPER_HTTP_DEADLINE", 30.0),
+            "max_answer_bytes": envvars.integer(env, "REAPER_MAX_ANSWER_BYTES", 4 * 1024 * 1024),
+            "ca_bundle": Path(env["REAPER_CA_BUNDLE"]) if env.get("REAPER_CA_BUNDLE") else None,
             "max_retries": envvars.integer(env, "REAPER_MAX_RETRIES", 8),
             "max_body_bytes": envvars.integer(env, "REAPER_MAX_BODY_BYTES", 1024 * 1024),
             "event_source": env.get("REAPER_EVENT_SOURCE", "/reaper"),

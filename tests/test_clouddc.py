@@ -76,15 +76,18 @@ def test_transport_failures_become_answers(served: tuple[str, Fleet]) -> None:
     assert refused.failure == "connection-error"
 
 
-def test_non_json_error_body_is_tolerated(receiver: Receiver) -> None:
-    """A gateway answering HTML or a JSON list still yields a usable answer."""
+def test_non_json_error_body_is_tolerated_and_a_success_body_is_not(receiver: Receiver) -> None:
+    """A gateway's HTML error page keeps its status (the core retries a 502); a 200 whose body is not the
+    documented object is not believed: the failure ``unreadable-answer``, retried, never a state."""
     receiver.script = [
         (502, b"<html>bad gateway</html>", "text/html"),
         (200, b'["a", "list"]', "application/json"),
     ]
     api = client(receiver.url)
     assert api.delete_instance("p", "i-1").status == 502
-    assert api.show_status("p", "i-1").state is None
+    unread = api.show_status("p", "i-1")
+    assert (unread.status, unread.state, unread.failure) == (None, None, "unreadable-answer")
+    assert unread.transient
 
 
 @pytest.mark.parametrize("bad", ["a/b", "..", "", "x" * 65, "sp ace", "-x", None, 7])

@@ -39,6 +39,7 @@ def from_settings(settings: Settings) -> Credentials:
             settings.iam_password,
             settings.project_id,
             timeout=settings.http_timeout,
+            deadline=settings.http_deadline,
         )
     elif settings.sdk_ak is not None and settings.sdk_sk is not None:
         chosen = AkSkCredentials(
@@ -47,7 +48,12 @@ def from_settings(settings: Settings) -> Credentials:
     elif settings.credentials_from_metadata:
         from function.credentials.metadata import MetadataKeys
 
-        chosen = MetadataKeys(settings.metadata_url, settings.project_id, timeout=settings.http_timeout)
+        chosen = MetadataKeys(
+            settings.metadata_url,
+            settings.project_id,
+            timeout=settings.http_timeout,
+            deadline=settings.http_deadline,
+        )
     if settings.token_from_request:
         return RequestScoped(chosen)
     assert chosen is not None  # Settings refuses to start without a source

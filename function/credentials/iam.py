@@ -39,12 +39,21 @@ class IamTokenSource:
     name = "iam-password"
 
     def __init__(
-        self, endpoint: str, domain: str, user: str, password: Secret, project_id: str, *, timeout: float
+        self,
+        endpoint: str,
+        domain: str,
+        user: str,
+        password: Secret,
+        project_id: str,
+        *,
+        timeout: float,
+        deadline: float = outbound.DEADLINE,
     ) -> None:
         self._url = endpoint.rstrip("/") + "/v3/auth/tokens"
         self._domain, self._user, self._project_id = domain, user, project_id
         self._password = password
-        self._http = outbound.client(timeout=timeout)
+        # The deadline bounds the one refresh the others wait behind (issue 24: a dripping IAM endpoint).
+        self._http = outbound.client(timeout=timeout, deadline=deadline)
         self.token: Refreshing[Secret] = Refreshing(self._fetch, wait=timeout)
 
     def apply(self, request: Call) -> None:

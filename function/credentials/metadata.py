@@ -42,10 +42,17 @@ class MetadataKeys:
 
     name = "metadata"
 
-    def __init__(self, metadata_url: str, project_id: str | None, *, timeout: float) -> None:
+    def __init__(
+        self,
+        metadata_url: str,
+        project_id: str | None,
+        *,
+        timeout: float,
+        deadline: float = outbound.DEADLINE,
+    ) -> None:
         self._url = metadata_url.rstrip("/") + SECURITY_KEY_PATH
         self._project_id = project_id
-        self._http = outbound.client(timeout=timeout)
+        self._http = outbound.client(timeout=timeout, deadline=deadline)
         self.key: Refreshing[TemporaryKey] = Refreshing(self._fetch, wait=timeout)
 
     def apply(self, request: Call) -> None:

@@ -11,10 +11,19 @@ from typing import Any
 
 import httpx
 
-from function.outbound.endpoint import Answer, Call, Endpoint, environment_proxy
-from function.outbound.keepalive import KeepAliveTransport, keep_alive, tls_context
+from function.outbound.endpoint import Answer, Call, Endpoint
+from function.outbound.http11 import MAX_BODY
+from function.outbound.keepalive import (
+    DEADLINE,
+    KeepAliveTransport,
+    environment_proxy,
+    keep_alive,
+    tls_context,
+)
 
 __all__ = [
+    "DEADLINE",
+    "MAX_BODY",
     "Answer",
     "Call",
     "Endpoint",
@@ -26,8 +35,12 @@ __all__ = [
 ]
 
 
-def client(**options: Any) -> httpx.Client:
-    """An ``httpx.Client`` on reaper's transport (an explicit ``transport`` wins)."""
+def client(*, deadline: float = DEADLINE, max_body: int = MAX_BODY, **options: Any) -> httpx.Client:
+    """An ``httpx.Client`` on reaper's transport (an explicit ``transport`` wins); never follows redirects.
+
+    ``deadline`` bounds each call's connect and whole answer, ``max_body`` its body; proxies named by the
+    environment are honoured by the transport itself.
+    """
     if options.get("transport") is None:
-        options["transport"] = keep_alive()
+        options["transport"] = keep_alive(deadline=deadline, max_body=max_body)
     return httpx.Client(**options)

@@ -10,8 +10,6 @@ environment routes through a proxy goes through httpx's own transport, as an ``h
 
 from __future__ import annotations
 
-import json as jsonlib
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
@@ -21,7 +19,14 @@ import httpx
 
 from function import jsontext
 from function.outbound import http11
-from function.outbound.keepalive import KeepAliveTransport, keep_alive, origin_of, tls_context
+from function.outbound.keepalive import (
+    DEADLINE,
+    KeepAliveTransport,
+    environment_proxy,
+    keep_alive,
+    origin_of,
+    tls_context,
+)
 
 _FRAMED_ALWAYS: Final = frozenset({"POST", "PUT", "PATCH"})  # httpx sends Content-Length: 0 for these
 USER_AGENT: Final = "reaper/0.1"
@@ -55,8 +60,8 @@ class Answer(NamedTuple):
     content: bytes
 
     def json(self) -> Any:
-        """The body parsed as JSON (``ValueError`` when it is not)."""
-        return jsonlib.loads(self.content)
+        """The body parsed strictly as JSON (``jsontext.UnreadableError`` when it is not one clear value)."""
+        return jsontext.loads(self.content)
 
 
 class Endpoint:
@@ -69,6 +74,8 @@ class Endpoint:
         timeout: httpx.Timeout,
         headers: dict[str, str] | None = None,
         connect_retries: int = 0,
+        deadline: float = DEADLINE,
+        max_body: int = http11.MAX_BODY,
     ) -> None:
         url = httpx.URL(base_url.rstrip("/"))
         self._origin = origin_of(url)
@@ -82,7 +89,9 @@ class Endpoint:
         if proxy is not None:
             self._proxied = httpx.HTTPTransport(proxy=proxy, verify=tls_context(), retries=connect_retries)
         else:
-            self._transport = keep_alive(connect_retries=connect_retries)
+            self._transport = keep_alive(
+                connect_retries=connect_retries, deadline=deadline, max_body=max_body
+            )
 
     def call(
         self,
@@ -143,13 +152,3 @@ class Endpoint:
             self._transport.close()
         if self._proxied is not None:
             self._proxied.close()
-
-
-def environment_proxy(url: str) -> str | None:
-    """The proxy the environment names for ``url`` (``*_PROXY`` / ``NO_PROXY``, as httpx reads them)."""
-    target = httpx.URL(url)
-    proxies = urllib.request.getproxies()
-    proxy = proxies.get(target.scheme) or proxies.get("all")
-    if not proxy or urllib.request.proxy_bypass(target.host):
-        return None
-    return proxy

@@ -6,37 +6,49 @@ and parses with h11, which made two thirds of reaper's CPU per event (issue 13's
 apart, so each check paid a new connection (a TLS handshake in production). Here each thread keeps one
 connection per origin and reuses it for as long as the server keeps it open.
 
-Reuse is safe by construction: a pooled connection idle for more than ``FRESH`` is checked for a close
-from the server before it is used again (a readable idle socket means EOF or junk), and dropped once
-past the server's ``Keep-Alive: timeout`` or ``max_idle``. If a request still meets a connection the
-server closed (the close raced the send), it is sent again on a new connection only when nothing came
-back and the method is idempotent (RFC 9110 §9.2.2).
+Reuse is safe by construction: a connection is pooled only when its response accounted for every byte
+on it (no body after a 204, nothing after the body) and the server did not say ``close``; a pooled
+connection is checked for a close or junk from the server before every reuse (a readable idle socket
+means EOF or bytes nobody asked for), and dropped once past the server's ``Keep-Alive: timeout`` or
+``max_idle``. If a request still meets a connection the server closed (the close raced the send), it is
+sent again on a new connection only when nothing came back and the method is idempotent (RFC 9110
+§9.2.2). Every call has a deadline for connect and the whole answer, besides each read's timeout, and a
+cap on its body. An origin the environment routes through a proxy (``*_PROXY``, ``NO_PROXY``) goes
+through httpx's own transport, as an ``httpx.Client`` would.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import select
 import ssl
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
 import httpx
 
-from function.outbound.http11 import Connection, ProtocolError, Request, Response, StaleConnectionError
+from function.outbound.http11 import (
+    MAX_BODY,
+    Connection,
+    ProtocolError,
+    Request,
+    Response,
+    StaleConnectionError,
+)
 
 IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 # An origin that sent no Keep-Alive timeout: idle connections older than this are not trusted (load
 # balancers commonly drop idle flows after 60 s without telling either side).
 MAX_IDLE: Final = 55.0
-# A connection answered on less than this long ago is reused without the readability check (a syscall,
-# 4.5 % of a busy worker's CPU): no server closes a keep-alive connection that young, and should one,
-# an idempotent request is sent again and anything else fails and is redelivered.
-FRESH: Final = 0.5
+# A call's connect and whole answer, by default (REAPER_HTTP_DEADLINE): a peer that drips its answer a
+# byte at a time passes every read's timeout, and must not hold a handler thread for longer.
+DEADLINE: Final = 30.0
 _FAILURES: Final = (OSError, ProtocolError, ValueError)
 # What a reused connection the server had closed raises (StaleConnectionError is a ConnectionResetError).
 _STALE: Final = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
@@ -46,19 +58,31 @@ Origin = tuple[str, str, int]
 
 @functools.cache
 def tls_context() -> ssl.SSLContext:
-    """The process-wide verifying TLS context (certifi's CA bundle, as httpx uses by default).
+    """The process-wide verifying TLS context: the CAs httpx would trust, plus ``REAPER_CA_BUNDLE``.
 
-    Building one (loading the CA bundle) costs ~30 ms; httpx builds one per client unless given one. It
-    is built on the first HTTPS connection, not at import: a cold start pays only for what it uses.
+    As httpx: ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set, else certifi's bundle; ``REAPER_CA_BUNDLE``
+    adds a private CA (Huawei Cloud Stack, a proxy's own) to whichever it is. Building one (loading the CA
+    bundle) costs ~30 ms; it is built on the first HTTPS connection, not at import.
     """
-    import certifi
+    cafile, capath = os.environ.get("SSL_CERT_FILE") or None, os.environ.get("SSL_CERT_DIR") or None
+    if cafile is None and capath is None:
+        import certifi
 
-    return ssl.create_default_context(cafile=certifi.where())
+        cafile = certifi.where()
+    context = ssl.create_default_context(cafile=cafile, capath=capath)
+    extra = os.environ.get("REAPER_CA_BUNDLE")
+    if extra:
+        context.load_verify_locations(cafile=extra)
+    return context
 
 
-def keep_alive(*, connect_retries: int = 0) -> KeepAliveTransport:
+def keep_alive(
+    *, connect_retries: int = 0, deadline: float = DEADLINE, max_body: int = MAX_BODY
+) -> KeepAliveTransport:
     """reaper's transport: per-thread keep-alive connections, TLS verified with the shared context."""
-    return KeepAliveTransport(ssl_context=tls_context, connect_retries=connect_retries)
+    return KeepAliveTransport(
+        ssl_context=tls_context, connect_retries=connect_retries, deadline=deadline, max_body=max_body
+    )
 
 
 @dataclass(slots=True)
@@ -80,18 +104,26 @@ class KeepAliveTransport(httpx.BaseTransport):
         max_idle: float = MAX_IDLE,
         connect_retries: int = 0,
         clock: Callable[[], float] = time.monotonic,
+        deadline: float | None = DEADLINE,
+        max_body: int = MAX_BODY,
     ) -> None:
         self._ssl_context = ssl_context
         self._max_idle = max_idle
         self._connect_retries = connect_retries
         self._clock = clock
+        self._deadline = deadline
+        self._max_body = max_body
         self._local = threading.local()
         self._lock = threading.Lock()
         self._every: set[Connection] = set()
+        self._proxied: dict[str, httpx.HTTPTransport] = {}
         self._closed = False
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` and read the whole answer (reaper's answers are small JSON bodies)."""
+        proxy = environment_proxy(request.url)
+        if proxy is not None:
+            return self._through(proxy).handle_request(request)
         try:
             wire = Request(request.method, request.url.raw_path, request.headers.raw, request.read())
             response = self.exchange(origin_of(request.url), wire, request.extensions.get("timeout", {}))
@@ -108,13 +140,14 @@ class KeepAliveTransport(httpx.BaseTransport):
     def exchange(self, origin: Origin, request: Request, timeouts: Mapping[str, float | None]) -> Response:
         """Send ``request`` to ``origin`` on this thread's connection and read the whole response.
 
-        Failures raise ``httpx.TransportError``s.
+        Failures raise ``httpx.TransportError``s; past the deadline, ``httpx.ReadTimeout``.
         """
+        deadline = time.monotonic() + self._deadline if self._deadline is not None else None
         pooled = self._take(origin)
-        connection = pooled or self._open(origin, timeouts)
+        connection = pooled or self._open(origin, timeouts, deadline)
         while True:
             try:
-                return self._exchange(connection, origin, request, timeouts)
+                return self._exchange(connection, origin, request, timeouts, deadline)
             except BaseException as exc:
                 self._discard(connection)
                 if not isinstance(exc, _FAILURES):
@@ -124,15 +157,28 @@ class KeepAliveTransport(httpx.BaseTransport):
                     raise _mapped(exc, connecting=False) from exc
             # The server closed a kept-alive connection as we reused it, and nothing was answered: once
             # more, on a new connection (which is never ``pooled``, so this happens at most once).
-            connection = self._open(origin, timeouts)
+            connection = self._open(origin, timeouts, deadline)
 
     def close(self) -> None:
         """Close every connection any thread opened."""
         with self._lock:
             self._closed = True
             connections, self._every = self._every, set()
+            proxied, self._proxied = self._proxied, {}
         for connection in connections:
             connection.close()
+        for transport in proxied.values():
+            transport.close()
+
+    def _through(self, proxy: str) -> httpx.HTTPTransport:
+        """httpx's transport through ``proxy`` (one per proxy, made on first use)."""
+        with self._lock:
+            transport = self._proxied.get(proxy)
+            if transport is None:
+                transport = self._proxied[proxy] = httpx.HTTPTransport(
+                    proxy=proxy, verify=self._tls(), retries=self._connect_retries
+                )
+        return transport
 
     # -- connections ------------------------------------------------------------------------------
     def _pool(self) -> dict[Origin, _Pooled]:
@@ -146,18 +192,25 @@ class KeepAliveTransport(httpx.BaseTransport):
         pooled = self._pool().pop(origin, None)
         if pooled is None or self._closed:
             return None
-        now = self._clock()
-        if now < pooled.usable_until and (now - pooled.idle_since < FRESH or not _dropped(pooled.connection)):
+        if self._clock() < pooled.usable_until and not _dropped(pooled.connection):
             return pooled.connection
         self._discard(pooled.connection)
         return None
 
-    def _open(self, origin: Origin, timeouts: Mapping[str, float | None]) -> Connection:
+    def _open(
+        self, origin: Origin, timeouts: Mapping[str, float | None], deadline: float | None
+    ) -> Connection:
         scheme, host, port = origin
         tls = self._tls() if scheme == "https" else None
         for attempt in range(self._connect_retries + 1):
+            timeout = timeouts.get("connect")
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise httpx.ConnectTimeout("no connection within the call's deadline")
+                timeout = left if timeout is None else min(timeout, left)
             try:
-                connection = Connection.open(host, port, timeout=timeouts.get("connect"), tls=tls)
+                connection = Connection.open(host, port, timeout=timeout, tls=tls)
                 break
             except OSError as exc:
                 if attempt == self._connect_retries:
@@ -183,12 +236,18 @@ class KeepAliveTransport(httpx.BaseTransport):
         connection.close()
 
     def _exchange(
-        self, connection: Connection, origin: Origin, request: Request, timeouts: Mapping[str, float | None]
+        self,
+        connection: Connection,
+        origin: Origin,
+        request: Request,
+        timeouts: Mapping[str, float | None],
+        deadline: float | None,
     ) -> Response:
         connection.set_timeout(timeouts.get("write"))
         connection.send(request)
-        connection.set_timeout(timeouts.get("read"))
-        response = connection.receive(request.method)
+        response = connection.receive(
+            request.method, read_timeout=timeouts.get("read"), deadline=deadline, max_body=self._max_body
+        )
         if response.keep_alive:
             now = self._clock()
             self._pool()[origin] = _Pooled(connection, now + self._idle_limit(response.fields), now)
@@ -223,13 +282,28 @@ def origin_of(url: httpx.URL) -> Origin:
     return scheme, url.host, url.port or _DEFAULT_PORTS[scheme]
 
 
+def environment_proxy(url: httpx.URL | str) -> str | None:
+    """The proxy the environment names for ``url`` (``*_PROXY`` / ``NO_PROXY``, as httpx reads them)."""
+    target = httpx.URL(url) if isinstance(url, str) else url
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(target.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(target.host):
+        return None
+    return proxy
+
+
 def _dropped(connection: Connection) -> bool:
-    """True when an idle connection is closed or unusable: its socket is readable (EOF) or gone."""
+    """True when an idle connection is closed or unusable: its socket is readable (EOF, or bytes nobody
+    asked for), TLS holds unread bytes, or it is gone. ``poll``, not ``select``: a descriptor >= 1024
+    (THREADS=256 keeps one per thread and origin) is beyond ``select``'s reach."""
+    if not connection.idle_clean:
+        return True
     try:
-        readable, _, _ = select.select([connection.sock], [], [], 0)
+        poller = select.poll()
+        poller.register(connection.sock, select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
-    return bool(readable)
 
 
 def _describe(exc: BaseException) -> str:
@@ -241,6 +315,8 @@ def _mapped(exc: BaseException, *, connecting: bool) -> httpx.TransportError:
     error: httpx.TransportError
     if isinstance(exc, TimeoutError):
         error = httpx.ConnectTimeout(_describe(exc)) if connecting else httpx.ReadTimeout(_describe(exc))
+    elif isinstance(exc, ssl.SSLCertVerificationError):
+        error = httpx.ConnectError(f"certificate verify failed: {exc.verify_message}")
     elif connecting or isinstance(exc, ssl.SSLError):
         error = httpx.ConnectError(_describe(exc))
     elif isinstance(exc, ProtocolError | StaleConnectionError):

@@ -24,7 +24,12 @@ def from_settings(settings: Settings) -> Scheduler:
     if settings.scheduler == "local":
         from function.schedulers.local import LocalScheduler
 
-        return LocalScheduler(settings.delay_service_url, settings.self_url, timeout=settings.http_timeout)
+        return LocalScheduler(
+            settings.delay_service_url,
+            settings.self_url,
+            timeout=settings.http_timeout,
+            deadline=settings.http_deadline,
+        )
     if settings.scheduler == "cloudtasks":
         from function.schedulers.cloudtasks import CloudTasksScheduler
 
@@ -38,6 +43,7 @@ def from_settings(settings: Settings) -> Scheduler:
             api_base=settings.cloudtasks_api,
             metadata_host=settings.metadata_host,
             timeout=settings.http_timeout,
+            deadline=settings.http_deadline,
         )
     if settings.scheduler == "qstash":
         from function.schedulers.qstash import QStashScheduler
@@ -48,6 +54,7 @@ def from_settings(settings: Settings) -> Scheduler:
             token=settings.qstash_token,
             target_url=settings.self_url,
             timeout=settings.http_timeout,
+            deadline=settings.http_deadline,
         )
     from function.schedulers.rabbitmq import RabbitMQScheduler
 

@@ -81,6 +81,7 @@ class CloudTasksScheduler:
         api_base: str = "https://cloudtasks.googleapis.com",
         metadata_host: str = "metadata.google.internal",
         timeout: float = 10.0,
+        deadline: float = outbound.DEADLINE,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._queue = queue
@@ -88,7 +89,7 @@ class CloudTasksScheduler:
         self._service_account = service_account
         self._audience = audience or target_url
         self._endpoint = f"{api_base.rstrip('/')}/v2/{queue}/tasks"
-        self._http = outbound.client(timeout=timeout)
+        self._http = outbound.client(timeout=timeout, deadline=deadline)
         self._clock = clock
         self.token = MetadataToken(self._http, metadata_host)
 

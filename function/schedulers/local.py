@@ -22,9 +22,12 @@ class LocalScheduler:
         target_url: str,
         *,
         timeout: float = 5.0,
+        deadline: float = outbound.DEADLINE,
     ) -> None:
         self._target = target_url
-        self._http = outbound.Endpoint(service_url, timeout=httpx.Timeout(timeout), connect_retries=1)
+        self._http = outbound.Endpoint(
+            service_url, timeout=httpx.Timeout(timeout), connect_retries=1, deadline=deadline
+        )
 
     def schedule(self, event: CloudEvent, delay: float, dedup_key: str) -> None:
         """Ask the delay service to deliver ``event`` to the function after ``delay`` seconds."""

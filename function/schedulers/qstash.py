@@ -22,11 +22,19 @@ from function.secret import Secret
 class QStashScheduler:
     """Publishes follow-ups through QStash."""
 
-    def __init__(self, *, base_url: str, token: Secret, target_url: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        token: Secret,
+        target_url: str,
+        timeout: float = 10.0,
+        deadline: float = outbound.DEADLINE,
+    ) -> None:
         # QStash takes the destination URL verbatim after /v2/publish/ (its documented form).
         self._endpoint = f"{base_url.rstrip('/')}/v2/publish/{target_url}"
         self._token = token
-        self._http = outbound.client(timeout=timeout)
+        self._http = outbound.client(timeout=timeout, deadline=deadline)
 
     def schedule(self, event: CloudEvent, delay: float, dedup_key: str) -> None:
         """Publish ``event`` for delivery after ``delay`` seconds (rounded up to whole seconds)."""
