@@ -43,7 +43,12 @@ def refuse_to_start(exc: SettingsError) -> NoReturn:
 
 
 class RetryableError(ReaperError):
-    """Transient: the source should deliver the event again."""
+    """Transient: the source should deliver the event again.
+
+    ``recorded``: the step that raised it already logged it with its trace context and calls.
+    """
+
+    recorded: bool = False
 
 
 class HandOffError(RetryableError):

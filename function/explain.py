@@ -10,6 +10,7 @@ tied to an instance through the trace they share with its result.
 from __future__ import annotations
 
 import json
+import sys
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -37,8 +38,17 @@ class Timeline:
         return min(times, default=0.0)
 
 
-def records(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
-    """reaper's JSON log records in ``lines``; anything else (gunicorn's own lines, blanks) is skipped."""
+@dataclass
+class Reading:
+    """What ``timelines`` made of a log: the timelines, and how many JSON lines it could not read."""
+
+    timelines: list[Timeline]
+    skipped: int = 0
+
+
+def records(lines: Iterable[str], skipped: list[int] | None = None) -> Iterator[dict[str, Any]]:
+    """reaper's JSON log records in ``lines``; text that is not JSON (gunicorn's own lines, blanks) is passed
+    over, and a line that looks like JSON but cannot be read is counted in ``skipped[0]``."""
     for text in lines:
         text = text.strip()
         if not text.startswith("{"):
@@ -46,31 +56,45 @@ def records(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
         try:
             record = json.loads(text)
         except ValueError:
-            continue
+            record = None
         if isinstance(record, dict) and isinstance(record.get("jsonPayload"), dict):
             record = record["jsonPayload"]  # a Cloud Logging export
         if isinstance(record, dict):
             yield record
+        elif skipped is not None:
+            skipped[0] += 1
 
 
 def timelines(lines: Iterable[str]) -> list[Timeline]:
     """Every instance the log mentions, with its steps and result, in the order they began."""
+    return read(lines).timelines
+
+
+def read(lines: Iterable[str]) -> Reading:
+    """The timelines in ``lines`` and the count of lines passed over: a line of another program that
+    reuses reaper's message names (``{"message": "result", "result": "ok"}``) is one of them, not a crash."""
     by_instance: dict[str, Timeline] = {}
     shared: dict[str, list[dict[str, Any]]] = defaultdict(list)  # batch steps by trace id
-    for record in records(lines):
+    skipped = [0]
+    for record in records(lines, skipped):
         message = record.get("message")
         if message == "result":
-            data = record.get("result") or {}
-            instance = data.get("instance_id")
-            if isinstance(instance, str):
-                timeline = by_instance.setdefault(instance, Timeline(instance))
-                timeline.project_id = timeline.project_id or data.get("project_id")
-                timeline.result = record
+            data = record.get("result")
+            instance = data.get("instance_id") if isinstance(data, dict) else None
+            if not isinstance(data, dict) or not isinstance(instance, str) or not _readable(record):
+                skipped[0] += 1
+                continue
+            timeline = by_instance.setdefault(instance, Timeline(instance))
+            timeline.project_id = timeline.project_id or _text(data.get("project_id"))
+            timeline.result = record
         elif message in _STEPS:
+            if not _readable(record):
+                skipped[0] += 1
+                continue
             instance = record.get("instance_id")
             if isinstance(instance, str):
                 timeline = by_instance.setdefault(instance, Timeline(instance))
-                timeline.project_id = timeline.project_id or record.get("project_id")
+                timeline.project_id = timeline.project_id or _text(record.get("project_id"))
                 timeline.steps.append(record)
             elif isinstance(record.get("trace_id"), str):
                 shared[record["trace_id"]].append(record)
@@ -79,7 +103,20 @@ def timelines(lines: Iterable[str]) -> list[Timeline]:
         for trace_id in traces - {None}:
             timeline.steps.extend(shared.get(str(trace_id), []))
         timeline.steps.sort(key=_seconds)
-    return sorted(by_instance.values(), key=Timeline.started)
+    return Reading(sorted(by_instance.values(), key=Timeline.started), skipped[0])
+
+
+def _readable(record: dict[str, Any]) -> bool:
+    """True when the fields ``render`` lays out have the types reaper writes them with."""
+    calls = record.get("calls")
+    if calls is not None and not (isinstance(calls, list) and all(isinstance(c, str) for c in calls)):
+        return False
+    step, event_type = record.get("step"), record.get("event_type")
+    return isinstance(step, int | str | None) and isinstance(event_type, str | None)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def render(timeline: Timeline) -> str:
@@ -115,15 +152,24 @@ def render(timeline: Timeline) -> str:
     return "\n".join(lines)
 
 
-def explain(sources: Iterable[TextIO], out: TextIO, instance: str | None = None) -> int:
-    """Print the timelines found in ``sources``; 1 when there is none (or not the one asked for)."""
-    found = timelines(line for source in sources for line in source)
+def explain(
+    sources: Iterable[TextIO], out: TextIO, instance: str | None = None, err: TextIO | None = None
+) -> int:
+    """Print the timelines found in ``sources``; 1 when there is none (or not the one asked for).
+
+    How many lines were passed over as unreadable is said on ``err`` (standard error), apart from the
+    timelines.
+    """
+    reading = read(line for source in sources for line in source)
+    found = reading.timelines
     if instance is not None:
         found = [t for t in found if t.instance_id == instance]
     for timeline in found:
         out.write(render(timeline) + "\n\n")
     if not found:
         out.write("no reaper steps found (expected the function's JSON log lines)\n")
+    if reading.skipped:
+        (err or sys.stderr).write(f"reaper explain: skipped {reading.skipped} line(s) it could not read\n")
     return 0 if found else 1
 
 

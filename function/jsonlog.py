@@ -30,13 +30,16 @@ _rotating: OrderedDict[str, None] = OrderedDict()
 _secrets_lock = threading.Lock()
 # Longest first, rebuilt only when a secret is added: redaction runs on every log line.
 _ordered: tuple[str, ...] = ()
+# Whether some configured secret is written differently in JSON (a '"', '\\' or control character is
+# escaped): only then must values be redacted before they are serialized, not just the line after.
+_escaped_in_json: bool = False
 _request_secrets: ContextVar[tuple[str, ...]] = ContextVar("reaper_request_secrets", default=())
 _STANDARD_ATTRS: Final = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
 
 def register_secret(value: str, *, rotating: bool = False) -> None:
     """Remember a value that must never appear in any log line (``rotating``: one of a refreshed series)."""
-    global _ordered
+    global _ordered, _escaped_in_json
     if len(value) < _MIN_SECRET_LEN:
         return
     with _secrets_lock:
@@ -49,6 +52,7 @@ def register_secret(value: str, *, rotating: bool = False) -> None:
         else:
             _configured.add(value)
         _ordered = tuple(sorted(_configured | set(_rotating), key=len, reverse=True))
+        _escaped_in_json = any(_changes_in_json(secret) for secret in _ordered)
 
 
 @contextmanager
@@ -70,6 +74,30 @@ def redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text
+
+
+def redact_values(value: Any) -> Any:
+    """``value`` with every secret redacted in each string it holds (keys too), before it is serialized.
+
+    Redacting the serialized line alone misses a secret that JSON writes escaped (``"``, ``\\``, a control
+    character): the line holds ``\\"`` where the secret has ``"``.
+    """
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact_values(k): redact_values(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_values(item) for item in value]
+    return value
+
+
+def _changes_in_json(secret: str) -> bool:
+    return any(ch in '"\\' or ch < " " for ch in secret)
+
+
+def _redacted_text(value: object) -> str:
+    """What the line writes for a value JSON cannot hold (its ``str``), redacted before it is escaped."""
+    return redact(str(value))
 
 
 class JsonFormatter(logging.Formatter):
@@ -107,7 +135,9 @@ class JsonFormatter(logging.Formatter):
                 payload[key] = value
         if record.exc_info:
             payload["error"] = self.formatException(record.exc_info)
-        return redact(jsontext.dumps(payload, default=str).decode())
+        if _escaped_in_json or any(_changes_in_json(secret) for secret in _request_secrets.get()):
+            payload = redact_values(payload)
+        return redact(jsontext.dumps(payload, default=_redacted_text).decode())
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

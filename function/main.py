@@ -173,7 +173,8 @@ def _release_replay_claims() -> None:
 @_errorhandler(RetryableError)
 def _retryable(exc: RetryableError) -> flask.Response:
     _release_replay_claims()
-    _LOG.warning("could not hand on; asking the source to redeliver", extra={"error": str(exc)})
+    if not exc.recorded:  # a step's own failure is logged inside it, with its trace and its calls
+        _LOG.warning("could not hand on; asking the source to redeliver", extra={"error": str(exc)})
     return _json_error(503, f"temporarily unable to hand on the work: {exc}")
 
 

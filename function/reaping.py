@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Final
 from function import catalog, core, gate, tracing
 from function.clouddc import CloudDCClient, check_id
 from function.credentials import Credentials
-from function.errors import BadEventError, HandOffError
+from function.errors import BadEventError, HandOffError, RetryableError
 from function.explain import SHARED_READ_ANNOUNCED
 from function.handoff import HandOff, chain_key
 from function.inbound import InboundEvent
@@ -94,10 +94,16 @@ class Reaper:
         self.admit(event, caller)
         catalog.validate(event.type, event.data)
         with tracing.telemetry().step(f"reaper {event.type}", event.parent) as span:
-            now = self.clock()
-            outcome = (
-                self.sweeper.handle(event) if event.type in catalog.SWEEP_TYPES else self._reap(event, now)
-            )
+            calls: list[str] = []  # every CloudDC call this step makes, kept should the step fail
+            try:
+                now = self.clock()
+                if event.type in catalog.SWEEP_TYPES:
+                    outcome = self.sweeper.handle(event)
+                else:
+                    outcome = self._reap(event, now, calls)
+            except Exception as error:
+                self._failed(event, span, calls, error, started)
+                raise
             if span.recording:
                 span.set(
                     {
@@ -126,6 +132,47 @@ class Reaper:
             )
         return outcome
 
+    def _failed(
+        self, event: InboundEvent, span: tracing.Span, calls: list[str], error: Exception, started: float
+    ) -> None:
+        """A step that ends in 5xx or an exception still says what it did: the calls it made (a DELETE
+        among them, perhaps) in its span and in one ``handled`` line with the step's trace context."""
+        retryable = isinstance(error, RetryableError)
+        instance = event.data.get("instance_id") or event.subject
+        project = event.data.get("project_id") or self.settings.project_id
+        outcome = "redeliver" if retryable else "error"
+        status = 503 if retryable else 500
+        if span.recording:
+            span.set(
+                {
+                    "reaper.event_type": event.type,
+                    "reaper.instance_id": instance if isinstance(instance, str) else None,
+                    "reaper.project_id": project if isinstance(project, str) else None,
+                    "reaper.decision": outcome,
+                    "reaper.reason": type(error).__name__,
+                    "reaper.clouddc.calls": list(calls),
+                    "reaper.clouddc.status_codes": _status_codes(tuple(calls)),
+                    "http.response.status_code": status,
+                }
+            )
+        message = "could not hand on; asking the source to redeliver" if retryable else "step failed"
+        _LOG.warning(
+            "handled",
+            extra={
+                "event_id": event.id,
+                "event_type": event.type,
+                "instance_id": instance if isinstance(instance, str) else None,
+                "project_id": project if isinstance(project, str) else None,
+                "outcome": outcome,
+                "reason": f"{message}: {error}" if retryable else f"{message} ({type(error).__name__})",
+                "http_status": status,
+                "calls": list(calls) or None,
+                "busy_ms": round((time.perf_counter() - started) * 1000, 3),
+            },
+        )
+        if isinstance(error, RetryableError):
+            error.recorded = True  # the entry point need not log it again, without the step's context
+
     def admit(self, event: InboundEvent, caller: Caller) -> None:
         """Refuse (401) an internal event reaper did not sign, or an external one no method authenticates."""
         if event.type in catalog.INTERNAL_TYPES:
@@ -133,7 +180,7 @@ class Reaper:
         else:
             caller.authenticate()
 
-    def _reap(self, event: InboundEvent, now: float) -> Outcome:
+    def _reap(self, event: InboundEvent, now: float, calls: list[str]) -> Outcome:
         if event.type == catalog.INSTANCE_EXPIRED:
             job = self._new_job(event, now)
             decision = core.start(job, now, self.policy)
@@ -150,7 +197,7 @@ class Reaper:
                 return Outcome("terminated", job.project_id, job.instance_id, reason="announced")
             action: core.Action = "status" if event.type == catalog.INSTANCE_STATUS_CHECK else "delete"
             decision = core.resume(action, job, now, self.policy)
-        return self._run(decision)
+        return self._run(decision, calls)
 
     def _new_job(self, event: InboundEvent, now: float) -> core.Job:
         instance_id = event.data.get("instance_id") or event.subject
@@ -174,9 +221,8 @@ class Reaper:
             earliest=estimate.earliest if core.reads_pay(peers, estimate, self.policy) else None,
         )
 
-    def _run(self, decision: core.Decision) -> Outcome:
+    def _run(self, decision: core.Decision, calls: list[str]) -> Outcome:
         token_reloaded = False
-        calls: list[str] = []
         for _ in range(_MAX_CALLS_PER_EVENT):
             match decision:
                 case core.Schedule():
