@@ -164,16 +164,23 @@ def _event() -> CloudEvent:
 def test_every_outbound_path_goes_through_the_environments_proxy(proxy: HostileServer) -> None:
     """The sink (its own keep-alive transport), IAM, QStash and any ``outbound.client`` call go through
     HTTP_PROXY: the proxy sees each request in absolute form, for a host that does not resolve."""
-    ResultSink("http://sink.reaper.invalid/results", timeout=5).emit(_event())
+    sink = ResultSink("http://sink.reaper.invalid/results", timeout=5)
     source = IamTokenSource(
         "http://iam.reaper.invalid", "domain", "user", Secret("iam-password-1"), PROJECT, timeout=5
     )
-    assert source.token.get().reveal() == "proxied-token-value"
-    QStashScheduler(
+    qstash = QStashScheduler(
         base_url="http://qstash.reaper.invalid",
         token=Secret("qstash-token-1"),
         target_url="http://function.reaper.invalid/",
-    ).schedule(_event(), 5.0, "key-1")
+    )
+    try:
+        sink.emit(_event())
+        assert source.token.get().reveal() == "proxied-token-value"
+        qstash.schedule(_event(), 5.0, "key-1")
+    finally:
+        sink.close()
+        source.close()
+        qstash.close()
     with outbound.client(timeout=5) as client:
         client.get("http://anything.reaper.invalid/x")
     hosts = [seen.headers.get("host") for seen in proxy.requests()]

@@ -197,8 +197,11 @@ class Connection:
             version, status, reason, headers = self._head()
             if status >= 200:
                 break
+            if status < 100:
+                raise ProtocolError(f"status {status} is no HTTP status")
             if status == 101:
                 raise ProtocolError("the server switched protocols")
+            _framing(headers)  # an interim answer's fields are held to the same rules (as h11 holds them)
         else:
             raise ProtocolError(f"more than {MAX_INTERIM} interim (1xx) answers")
         fields, length, chunked = _framing(headers)
