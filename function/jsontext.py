@@ -64,7 +64,8 @@ def loads(raw: bytes | str, what: str = "body") -> Any:
         raise UnreadableError(f"{what} has the key {exc.key[:40]!r} twice") from None
     except ValueError:
         raise UnreadableError(f"{what} is not valid JSON") from None
-    if _depth(value) > MAX_DEPTH:
+    # Each level opens with a bracket: a document with few brackets (most, counted in C) cannot be deep.
+    if text.count("{") + text.count("[") > MAX_DEPTH and _depth(value) > MAX_DEPTH:
         raise UnreadableError(f"{what} is nested more than {MAX_DEPTH} levels deep")
     return value
 
@@ -76,11 +77,13 @@ class _DuplicateKeyError(ValueError):
 
 
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    document: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in document:
-            raise _DuplicateKeyError(key)
-        document[key] = value
+    document = dict(pairs)  # built in C; only a document with a key twice is looked at again
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKeyError(key)
+            seen.add(key)
     return document
 
 

@@ -65,9 +65,12 @@ class DroppingDelayService:
 
     def __init__(self) -> None:
         self.close_after: float | None = None
+        self.drip = False
         self.server = HostileServer(self._answer)
 
     def _answer(self, seen: Seen) -> Reply:
+        if self.drip:
+            return drip(response(202, {"scheduled": True}), pause=0.2)
         return Reply(response(202, {"scheduled": True}), close_after=self.close_after)
 
 
@@ -301,6 +304,24 @@ def test_a_post_after_the_server_closed_the_connection_is_not_a_503(
             time.sleep(0.3)
     finally:
         delays.close_after = None
+
+
+def test_a_delay_service_that_drips_its_answer_is_cut_at_the_deadline(
+    hostile: Function, upstream: Upstream, delays: DroppingDelayService
+) -> None:
+    """The hand-off's answer is bounded like CloudDC's: a delay service that answers a byte every 0.2 s
+    makes the step 503 (the source redelivers) within the deadline, not after the whole drip."""
+    instance = new_id("slow-delay")
+    upstream.reads[instance] = lambda seen: Reply(response(200, listing(record(instance))))
+    delays.drip = True
+    try:
+        headers, body = to_binary(expired(instance))
+        started = time.monotonic()
+        answer = httpx.post(hostile.url, headers=headers, content=body, timeout=30)
+    finally:
+        delays.drip = False
+    assert answer.status_code == 503, answer.text
+    assert time.monotonic() - started < 15
 
 
 def test_an_iam_endpoint_that_drips_is_cut_at_the_deadline(

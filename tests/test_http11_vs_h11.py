@@ -65,7 +65,7 @@ def ours(segments: list[bytes], method: str) -> Outcome:
         answer = Connection(sock).receive(method)  # type: ignore[arg-type]
     except (ProtocolError, StaleConnectionError):
         return REFUSED
-    # Bytes still on the socket make the transport drop the connection before its next use (``_dropped``).
+    # Bytes still on the socket: the transport drops the connection before its next use (``dropped``).
     reusable = answer.keep_alive and not sock.segments
     return ("ok", answer.status, answer.reason, _headers(answer.headers), answer.content, reusable)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import socket
 import ssl
 import time
@@ -104,10 +105,11 @@ class Connection:
     ``readline`` per line through ``socket.SocketIO``, Python code on every call.
     """
 
-    __slots__ = ("_buffer", "_deadline", "_plain", "_read_timeout", "_timeout", "sock")
+    __slots__ = ("_buffer", "_deadline", "_plain", "_poller", "_read_timeout", "_timeout", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self._poller: select.poll | None = None
         self._buffer = b""  # bytes received and not yet consumed
         self._timeout = sock.gettimeout()
         self._read_timeout = self._timeout
@@ -124,11 +126,23 @@ class Connection:
             self.sock.settimeout(seconds)
             self._timeout = seconds
 
-    @property
-    def idle_clean(self) -> bool:
-        """True when nothing is left over from the last response (no bytes it did not account for)."""
+    def dropped(self) -> bool:
+        """True when an idle connection is unfit for the next request: bytes nobody asked for are buffered
+        (here or in TLS), or the socket is readable (the server closed it, or sent junk), or it is gone.
+
+        ``poll``, not ``select``: a descriptor >= 1024 (THREADS=256 keeps one per thread and origin) is
+        beyond ``select``'s reach. One poll object per connection, registered once.
+        """
         sock = self.sock
-        return not self._buffer and not (isinstance(sock, ssl.SSLSocket) and sock.pending())
+        if self._buffer or (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+            return True
+        try:
+            if self._poller is None:
+                self._poller = select.poll()
+                self._poller.register(sock, select.POLLIN | select.POLLPRI)
+            return bool(self._poller.poll(0))
+        except (OSError, ValueError):
+            return True
 
     @classmethod
     def open(

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import os
-import select
 import ssl
 import threading
 import time
@@ -192,7 +191,7 @@ class KeepAliveTransport(httpx.BaseTransport):
         pooled = self._pool().pop(origin, None)
         if pooled is None or self._closed:
             return None
-        if self._clock() < pooled.usable_until and not _dropped(pooled.connection):
+        if self._clock() < pooled.usable_until and not pooled.connection.dropped():
             return pooled.connection
         self._discard(pooled.connection)
         return None
@@ -290,20 +289,6 @@ def environment_proxy(url: httpx.URL | str) -> str | None:
     if not proxy or urllib.request.proxy_bypass(target.host):
         return None
     return proxy
-
-
-def _dropped(connection: Connection) -> bool:
-    """True when an idle connection is closed or unusable: its socket is readable (EOF, or bytes nobody
-    asked for), TLS holds unread bytes, or it is gone. ``poll``, not ``select``: a descriptor >= 1024
-    (THREADS=256 keeps one per thread and origin) is beyond ``select``'s reach."""
-    if not connection.idle_clean:
-        return True
-    try:
-        poller = select.poll()
-        poller.register(connection.sock, select.POLLIN | select.POLLPRI)
-        return bool(poller.poll(0))
-    except (OSError, ValueError):
-        return True
 
 
 def _describe(exc: BaseException) -> str:
