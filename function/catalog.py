@@ -18,8 +18,8 @@ import fastjsonschema
 from cloudevents.http import CloudEvent
 
 from function.core import Job, Result
+from function.core.sweep import BatchJob, SweepPage
 from function.errors import BadEventError
-from function.sweep import BatchJob, SweepPage
 from function.utctime import second_text
 
 INSTANCE_EXPIRED: Final = "instance-expired"

@@ -27,10 +27,10 @@ import httpx
 
 from function import jsonlog, jsontext, outbound, tracing
 from function.core import ApiAnswer
+from function.core.ids import valid_id
 from function.credentials import Credentials
 from function.errors import BadEventError
 
-ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _LOG = logging.getLogger("reaper.clouddc")
 _MAX_ERROR_TEXT: Final = 300
 UNREADABLE: Final = "unreadable-answer"
@@ -46,7 +46,7 @@ class UnreadableAnswerError(Exception):
 
 def check_id(kind: str, value: object) -> str:
     """Return ``value`` if it is a safe CloudDC id, else raise ``BadEventError`` (422)."""
-    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+    if not isinstance(value, str) or not valid_id(value):
         shown = value[:40] + "..." if isinstance(value, str) and len(value) > 40 else value
         raise BadEventError(
             f"{kind} {shown!r} is not a valid id (letters, digits, '_' or '-', at most 64)",

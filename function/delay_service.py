@@ -28,11 +28,9 @@ import flask
 import httpx
 from werkzeug.serving import BaseWSGIServer
 
-from function import outbound
+from function import jsontext, outbound
+from function.bodylimit import BodyLimit
 from function.delaystore import DelayStore, Delivery
-from function.errors import BadEventError
-from function.inbound import strictjson
-from function.inbound.bodylimit import BodyLimit
 from function.wsgi import json_response, threaded_server
 
 _LOG = logging.getLogger("reaper.delay")
@@ -184,9 +182,9 @@ def create_app(store: DelayStore, dispatcher: Dispatcher, allowed_targets: tuple
     @app.post("/v1/events")
     def schedule() -> flask.Response:
         try:
-            body = strictjson.loads(flask.request.get_data())
-        except BadEventError as exc:
-            return json_response({"error": exc.message}, 400)
+            body = jsontext.loads(flask.request.get_data())
+        except jsontext.UnreadableError as exc:
+            return json_response({"error": str(exc)}, 400)
         problem = _check_request(body, allowed_targets)
         if problem:
             return json_response({"error": problem}, 400)

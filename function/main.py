@@ -19,12 +19,12 @@ from cloudevents.http import CloudEvent
 from werkzeug.exceptions import HTTPException
 
 from function import credentials, inbound, jsontext, tracing
+from function.bodylimit import BodyLimit
 from function.catalog import INTERNAL_TYPES
 from function.errors import BadEventError, RetryableError, SettingsError, refuse_to_start
 from function.inbound import envelopes
 from function.inbound.admission import Admission
 from function.inbound.auth import Authenticator, Caller
-from function.inbound.bodylimit import BodyLimit
 from function.inbound.headers import from_environ as headers_of
 from function.reaping import Reaper
 from function.runtime import authenticator, build

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from function import catalog, core, gate, tracing
+from function import catalog, core, tracing
 from function.clouddc import CloudDCClient, check_id
+from function.core import gate
 from function.credentials import Credentials
 from function.errors import BadEventError, HandOffError, RetryableError
 from function.explain import SHARED_READ_ANNOUNCED

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from function import envvars
+from function import core, envvars
+from function.core import gate
 from function.errors import SettingsError
 from function.secret import Secret
 
@@ -134,13 +135,13 @@ class Settings:
     self_url: str = "http://127.0.0.1:8080/"
     delay_service_url: str = "http://127.0.0.1:8089"
     sink_url: str | None = None
-    check_delay: float = 15.0
-    check_max_delay: float = 300.0
+    check_delay: float = core.CHECK_DELAY
+    check_max_delay: float = core.CHECK_MAX_DELAY
     # learned: the first check when the delete is expected done, from observed deletes (issue 13);
     # fixed: REAPER_CHECK_DELAY, then doubling. The estimate starts at expected_delete_seconds.
     check_schedule: str = "learned"
     expected_delete_seconds: float | None = None
-    deadline: float = 7200.0
+    deadline: float = core.DEADLINE
     dry_run: bool = False
     http_timeout: float = 10.0
     # One call as a whole (connect and the complete answer), besides each read's http_timeout.
@@ -164,12 +165,12 @@ class Settings:
     rabbitmq_queue: str = "reaper.events"
     rabbitmq_declare_queue: bool = True
     google_project: str | None = None  # log lines carry Cloud Logging's trace field when set
-    expiry_key: str = "reaper-expires-at"
+    expiry_key: str = gate.EXPIRY_KEY
     webhook_secret: Secret | None = dataclasses.field(default=None, repr=False)
     token_from_request: bool = False
     # The trust model (design §7): an empty allowlist means "CLOUDDC_PROJECT_ID alone"; None: every project.
     allowed_projects: frozenset[str] | None = frozenset()
-    protect_key: str = "reaper-protected"
+    protect_key: str = gate.PROTECT_KEY
     event_key: Secret | None = dataclasses.field(default=None, repr=False)
     event_key_previous: Secret | None = dataclasses.field(default=None, repr=False)
     inbound_auth: tuple[str, ...] = ()
@@ -376,11 +377,11 @@ class Settings:
             "self_url": env.get("REAPER_SELF_URL") or f"http://127.0.0.1:{port}/",
             "delay_service_url": env.get("REAPER_DELAY_SERVICE_URL", "http://127.0.0.1:8089"),
             "sink_url": env.get("K_SINK") or None,
-            "check_delay": envvars.seconds(env, "REAPER_CHECK_DELAY", 15.0),
-            "check_max_delay": envvars.seconds(env, "REAPER_CHECK_MAX_DELAY", 300.0),
+            "check_delay": envvars.seconds(env, "REAPER_CHECK_DELAY", core.CHECK_DELAY),
+            "check_max_delay": envvars.seconds(env, "REAPER_CHECK_MAX_DELAY", core.CHECK_MAX_DELAY),
             "check_schedule": env.get("REAPER_CHECK_SCHEDULE", "learned").strip().lower(),
             "expected_delete_seconds": envvars.seconds(env, "REAPER_EXPECTED_DELETE_SECONDS", 0.0) or None,
-            "deadline": envvars.seconds(env, "REAPER_DEADLINE", 7200.0),
+            "deadline": envvars.seconds(env, "REAPER_DEADLINE", core.DEADLINE),
             "dry_run": envvars.boolean(env, "REAPER_DRY_RUN", default=False),
             "http_timeout": envvars.seconds(env, "REAPER_HTTP_TIMEOUT", 10.0),
             "http_deadline": envvars.seconds(env, "REAPER_HTTP_DEADLINE", 30.0),
@@ -403,11 +404,11 @@ class Settings:
             "rabbitmq_queue": env.get("REAPER_RABBITMQ_QUEUE", "reaper.events"),
             "rabbitmq_declare_queue": envvars.boolean(env, "REAPER_RABBITMQ_DECLARE_QUEUE", default=True),
             "google_project": env.get("GOOGLE_CLOUD_PROJECT") or None,
-            "expiry_key": env.get("REAPER_EXPIRY_KEY") or "reaper-expires-at",
+            "expiry_key": env.get("REAPER_EXPIRY_KEY") or gate.EXPIRY_KEY,
             "webhook_secret": envvars.secret(env, "REAPER_WEBHOOK_SECRET"),
             "token_from_request": envvars.boolean(env, "REAPER_TOKEN_FROM_REQUEST", default=False),
             "allowed_projects": envvars.projects(env.get("REAPER_ALLOWED_PROJECTS", "")),
-            "protect_key": env.get("REAPER_PROTECT_KEY") or "reaper-protected",
+            "protect_key": env.get("REAPER_PROTECT_KEY") or gate.PROTECT_KEY,
             "event_key": envvars.secret_or_file(env, "REAPER_EVENT_KEY"),
             "event_key_previous": envvars.secret(env, "REAPER_EVENT_KEY_PREVIOUS"),
             "inbound_auth": envvars.names(env.get("REAPER_INBOUND_AUTH", "")),

@@ -16,8 +16,10 @@ import logging
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
-from function import catalog, core, gate, sweep
+from function import catalog, core
 from function.clouddc import CloudDCClient, check_id
+from function.core import gate, sweep
+from function.core.ids import MAX_IDS_PER_READ
 from function.credentials import Credentials
 from function.errors import BadEventError, RetryableError
 from function.handoff import HandOff, chain_key
@@ -28,7 +30,6 @@ from function.settings import Settings
 _LOG = logging.getLogger("reaper.sweep")
 _T = TypeVar("_T")
 _MAX_PAGES: Final = 1000
-_PAGE_SIZE: Final = 100
 # Sweeps within the same window that find the same batch hand on the same (de-duplicated) batch.
 SWEEP_WINDOW: Final = 900.0
 _FOLLOW_UP_TYPES: Final[dict[sweep.BatchAction, str]] = {
@@ -88,7 +89,7 @@ class Sweeper:
         expired: list[str] = []
         marker, failed = page.marker, None
         for _ in range(_MAX_PAGES):
-            answer, records, next_marker = self._list(project, marker=marker, limit=_PAGE_SIZE)
+            answer, records, next_marker = self._list(project, marker=marker, limit=MAX_IDS_PER_READ)
             if answer.status != 200:
                 failed = answer
                 break

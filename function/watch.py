@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from function import core
+from function.core.ids import MAX_IDS_PER_READ
 from function.tracing import StepContext
 
-MAX_IDS: Final = 100  # ListInstances takes at most 100 instance ids
 # Bounds, so that a flood of accepted deletes cannot grow the process: past them, the oldest are dropped
 # (their chains go on alone).
 MAX_WATCHED: Final = 1000
@@ -112,13 +112,13 @@ class Watch:
             return core.Peers(len(project.watched), None if soonest is None else max(0.0, soonest - now))
 
     def batch(self, project_id: str, instance_id: str) -> tuple[str, ...]:
-        """The ids one read should ask for: this one, then the watched ones due soonest (<= MAX_IDS)."""
+        """The ids one read should ask for: this one, then the watched ones due soonest (<= 100 in all)."""
         with self._lock:
             project = self._projects.get(project_id)
             if project is None:
                 return (instance_id,)
             due = (e for e in project.due if e[1] != instance_id and project.current(*e))
-            others = dict.fromkeys(i for _, i in heapq.nsmallest(MAX_IDS - 1, due))
+            others = dict.fromkeys(i for _, i in heapq.nsmallest(MAX_IDS_PER_READ - 1, due))
         return (instance_id, *others)
 
     def gone(self, project_id: str, reading: Reading, but: str) -> list[tuple[core.Job, StepContext | None]]:

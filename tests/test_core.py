@@ -20,7 +20,7 @@ from function.core import (
     ReloadToken,
     Schedule,
 )
-from function.gate import Rules, Sighting
+from function.core.gate import Rules, Sighting
 
 NOW = 1_800_000_000.0
 POLICY = Policy(check_delay=15, check_max_delay=300, deadline=7200, max_retries=3)

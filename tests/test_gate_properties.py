@@ -8,8 +8,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from function import core, gate, sweep
-from function.core import ApiAnswer, Job, Policy
+from function import core
+from function.core import ApiAnswer, Job, Policy, gate, sweep
 
 NOW = 1_800_000_000.0
 PAST = "2020-01-01T00:00:00Z"

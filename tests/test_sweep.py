@@ -11,7 +11,8 @@ import httpx
 import pytest
 from cloudevents.http import CloudEvent
 
-from function import core, gate, sweep
+from function import core
+from function.core import gate, sweep
 from tests.conftest import Emulator, FunctionFactory, Sink, wait_until
 
 POLICY = core.Policy(check_delay=10, check_max_delay=60, deadline=600, max_retries=2)

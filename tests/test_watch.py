@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from bench import schedule_sim
 from function import core, watch
 from function.core import Estimate, Job, Peers, Policy
+from function.core.ids import MAX_IDS_PER_READ
 from function.watch import Reading, Watch
 from tests.conftest import Emulator, FunctionFactory, Sink, expired, new_id, wait_until
 
@@ -59,7 +60,7 @@ def test_a_batch_asks_for_this_delete_then_the_ones_due_soonest() -> None:
     for n in range(150):
         watched.wait_for(accepted(f"i-{n:03d}"), T0 + 150 - n)
     ids = watched.batch("p-1", "i-149")
-    assert len(ids) == watch.MAX_IDS == len(set(ids))
+    assert len(ids) == MAX_IDS_PER_READ == len(set(ids))
     assert ids[:3] == ("i-149", "i-148", "i-147")
     assert "i-000" not in ids
     assert Watch().batch("p-1", "x") == ("x",)

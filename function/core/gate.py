@@ -17,6 +17,9 @@ FAILED_STATES: Final = frozenset({"failed", "error"})
 SHUTTING_DOWN: Final = "shutting-down"
 DELETABLE_STATES: Final = frozenset({"running", "stopped"})
 _TRUE: Final = frozenset({"true", "yes", "1", "on"})
+# The metadata keys' defaults (REAPER_PROTECT_KEY, REAPER_EXPIRY_KEY): one definition, read by Settings too.
+PROTECT_KEY: Final = "reaper-protected"
+EXPIRY_KEY: Final = "reaper-expires-at"
 
 Verdict = Literal[
     "delete",  # the only verdict that allows a DELETE
@@ -38,8 +41,8 @@ class Rules:
     """What the trust model needs from the settings."""
 
     allowed_projects: frozenset[str] | None  # None: every project, said explicitly with '*'
-    protect_key: str = "reaper-protected"
-    expiry_key: str = "reaper-expires-at"
+    protect_key: str = PROTECT_KEY
+    expiry_key: str = EXPIRY_KEY
     skew: float = 60.0
     dry_run: bool = False
 

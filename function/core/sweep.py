@@ -13,13 +13,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
-from function import core, gate
-from function.clouddc import ID_PATTERN
+from function.core import gate
+from function.core.ids import MAX_IDS_PER_BATCH, valid_id
+from function.core.records import ApiAnswer, Policy, Rand, Result, failure
+from function.core.retry import check_delay, clamp, plan_retry
 
-BATCH_DELETE_MAX: Final = 50
-LIST_IDS_MAX: Final = 100
 BatchAction = Literal["batch-delete", "batch-check"]
 
 
@@ -30,7 +30,7 @@ def expired_ids(
     picked = set()
     for instance in instances:
         instance_id = instance.get("id")
-        if not isinstance(instance_id, str) or not ID_PATTERN.fullmatch(instance_id):
+        if not isinstance(instance_id, str) or not valid_id(instance_id):
             continue
         verdict = gate.judge(project_id, gate.Sighting.of(instance), None, now, rules, expiry_required=True)
         if verdict in ("delete", "dry-run"):
@@ -38,7 +38,7 @@ def expired_ids(
     return sorted(picked)
 
 
-def batches(ids: Sequence[str], size: int = BATCH_DELETE_MAX) -> list[tuple[str, ...]]:
+def batches(ids: Sequence[str], size: int = MAX_IDS_PER_BATCH) -> list[tuple[str, ...]]:
     """Split ids into consecutive batches of at most ``size``."""
     return [tuple(ids[i : i + size]) for i in range(0, len(ids), size)]
 
@@ -71,7 +71,7 @@ class SweepPage:
     A sweep of a large project lists many pages; one throttled or failed page must not throw away the
     pages already read nor make the whole sweep start over (under a few percent of failed calls, a
     50-page listing would then never finish): the ids found are handed on, and the listing continues
-    from the failed page's marker after a backoff (``core.plan_retry``).
+    from the failed page's marker after a backoff (``plan_retry``).
     """
 
     project_id: str
@@ -92,7 +92,7 @@ class BatchStep:
     """What follows one batch read or call: finished instances, ids the gate cleared for a delete now,
     and the next hop."""
 
-    results: tuple[tuple[str, core.Result], ...] = ()
+    results: tuple[tuple[str, Result], ...] = ()
     delete: tuple[str, ...] = ()
     action: BatchAction | None = None
     job: BatchJob | None = None
@@ -103,17 +103,17 @@ def refuse_project(job: BatchJob, now: float, rules: gate.Rules) -> BatchStep | 
     """Every instance skipped, with no call, when the batch's project is not allowed; else None."""
     if gate.project_allowed(job.project_id, rules):
         return None
-    skipped = core.Result("skipped", "project-not-allowed", at=now)
+    skipped = Result("skipped", "project-not-allowed", at=now)
     return BatchStep(results=tuple((i, skipped) for i in job.instance_ids))
 
 
 def on_batch_read(
     job: BatchJob,
-    answer: core.ApiAnswer,
+    answer: ApiAnswer,
     records: Iterable[Mapping[str, Any]],
     now: float,
-    policy: core.Policy,
-    rand: core.Rand,
+    policy: Policy,
+    rand: Rand,
 ) -> BatchStep:
     """Decide per instance after the read before a batch-delete: ``delete`` is what the gate cleared."""
     if answer.status != 200:
@@ -129,9 +129,7 @@ def on_batch_read(
     return dataclasses.replace(_next_check(accepted, now, policy, rand), results=tuple(results))
 
 
-def on_batch_delete(
-    job: BatchJob, answer: core.ApiAnswer, now: float, policy: core.Policy, rand: core.Rand
-) -> BatchStep:
+def on_batch_delete(job: BatchJob, answer: ApiAnswer, now: float, policy: Policy, rand: Rand) -> BatchStep:
     """Decide what follows a batch-delete answer (202 accepted, else retry or give up)."""
     if answer.status in (200, 202, 204):
         accepted = dataclasses.replace(job, deleted_at=job.deleted_at or now, failures=0, throttles=0)
@@ -144,11 +142,11 @@ def on_batch_delete(
 
 def on_batch_list(
     job: BatchJob,
-    answer: core.ApiAnswer,
+    answer: ApiAnswer,
     records: Iterable[Mapping[str, Any]],
     now: float,
-    policy: core.Policy,
-    rand: core.Rand,
+    policy: Policy,
+    rand: Rand,
 ) -> BatchStep:
     """Decide per instance after reading the batch through ListInstances (a check after the delete)."""
     if answer.status != 200:
@@ -160,7 +158,7 @@ def on_batch_list(
     if not remaining:
         return BatchStep(results=tuple(results))
     if now >= job.deadline_at:
-        late = [(i, core.failure("deadline-exceeded", answer, now)) for i in remaining]
+        late = [(i, failure("deadline-exceeded", answer, now)) for i in remaining]
         return BatchStep(results=tuple(results + late))
     following = dataclasses.replace(
         checked, instance_ids=remaining, redeletes=checked.redeletes + (1 if delete else 0)
@@ -170,11 +168,11 @@ def on_batch_list(
 
 
 def _sort(
-    job: BatchJob, records: Iterable[Mapping[str, Any]], now: float, policy: core.Policy, *, may_delete: bool
-) -> tuple[list[tuple[str, core.Result]], list[str], list[str]]:
+    job: BatchJob, records: Iterable[Mapping[str, Any]], now: float, policy: Policy, *, may_delete: bool
+) -> tuple[list[tuple[str, Result]], list[str], list[str]]:
     """Judge each instance of the batch: (finished results, ids cleared for a delete, ids to follow)."""
     seen = {str(r.get("id")): gate.Sighting.of(r) for r in records}
-    results: list[tuple[str, core.Result]] = []
+    results: list[tuple[str, Result]] = []
     delete: list[str] = []
     waiting: list[str] = []
     for instance_id in job.instance_ids:
@@ -184,15 +182,13 @@ def _sort(
         if verdict == "delete" and may_delete:
             delete.append(instance_id)
         elif verdict in ("delete", "failed"):  # re-deletes used up, or the delete failed
-            failed = core.failure("delete-failed", core.ApiAnswer(200, state=state), now, state)
+            failed = failure("delete-failed", ApiAnswer(200, state=state), now, state)
             results.append((instance_id, failed))
         elif verdict in ("absent", "terminated"):
             absent = job.deleted_at is None
-            results.append(
-                (instance_id, core.Result("terminated", at=now, state=state, already_absent=absent))
-            )
+            results.append((instance_id, Result("terminated", at=now, state=state, already_absent=absent)))
         elif verdict in gate.SKIP_VERDICTS:
-            results.append((instance_id, core.Result("skipped", verdict, at=now, state=state)))
+            results.append((instance_id, Result("skipped", verdict, at=now, state=state)))
         else:
             waiting.append(instance_id)
     return results, delete, waiting
@@ -201,10 +197,10 @@ def _sort(
 def _failed_call(
     action: BatchAction,
     job: BatchJob,
-    answer: core.ApiAnswer,
+    answer: ApiAnswer,
     now: float,
-    policy: core.Policy,
-    rand: core.Rand,
+    policy: Policy,
+    rand: Rand,
 ) -> BatchStep:
     if answer.transient:
         return _retry(action, job, answer, now, policy, rand)
@@ -212,24 +208,24 @@ def _failed_call(
     return _fail_all(job, reason, answer, now)
 
 
-def _next_check(job: BatchJob, now: float, policy: core.Policy, rand: core.Rand) -> BatchStep:
-    delay = core.check_delay(job.checks, policy, rand)
-    return BatchStep(action="batch-check", job=job, delay=core.clamp(delay, job, now, policy))
+def _next_check(job: BatchJob, now: float, policy: Policy, rand: Rand) -> BatchStep:
+    delay = check_delay(job.checks, policy, rand)
+    return BatchStep(action="batch-check", job=job, delay=clamp(delay, job, now, policy))
 
 
 def _retry(
     action: BatchAction,
     job: BatchJob,
-    answer: core.ApiAnswer,
+    answer: ApiAnswer,
     now: float,
-    policy: core.Policy,
-    rand: core.Rand,
+    policy: Policy,
+    rand: Rand,
 ) -> BatchStep:
-    retried, plan = core.plan_retry(job, answer, now, policy, rand)
+    retried, plan = plan_retry(job, answer, now, policy, rand)
     if isinstance(plan, str):
         return _fail_all(job, plan, answer, now)
     return BatchStep(action=action, job=retried, delay=plan)
 
 
-def _fail_all(job: BatchJob, reason: str, answer: core.ApiAnswer, now: float) -> BatchStep:
-    return BatchStep(results=tuple((i, core.failure(reason, answer, now)) for i in job.instance_ids))
+def _fail_all(job: BatchJob, reason: str, answer: ApiAnswer, now: float) -> BatchStep:
+    return BatchStep(results=tuple((i, failure(reason, answer, now)) for i in job.instance_ids))
