@@ -16,6 +16,8 @@ import pytest
 from cloudevents.http import CloudEvent
 
 from function import jsonlog, outbound
+from function.clouddc import CloudDCClient
+from function.credentials import TokenSource
 from function.credentials.iam import IamTokenSource
 from function.errors import SettingsError
 from function.outbound.keepalive import tls_context
@@ -24,7 +26,7 @@ from function.schedulers.qstash import QStashScheduler
 from function.secret import Secret
 from function.settings import Settings
 from tests.conftest import EVENT_KEY, PROJECT, FunctionFactory, Sink, expired, new_id
-from tests.hostile import HostileServer, Reply, Seen, listing, record, response
+from tests.hostile import HostileServer, Reply, Seen, gzipped, listing, record, response
 from tests.pki import make_pki
 
 
@@ -226,3 +228,22 @@ def test_a_secret_json_would_escape_is_redacted_in_every_value(escaped_secret: s
     assert document["detail"] == f"x {jsonlog.REDACTED} y"
     assert document["nested"] == {"list": [jsonlog.REDACTED]}
     assert document["object"] == f"opaque({jsonlog.REDACTED})"
+
+
+def test_clouddc_through_a_proxy_reads_a_gzip_answer_as_the_direct_path_does(monkeypatch) -> None:
+    """Behind HTTP_PROXY the CloudDC client reads the same raw bytes as without one: a gzip listing is
+    decoded once (httpx's decoding would leave the header claiming gzip over plain bytes), within the cap."""
+    body = gzipped(listing(record("i-proxied")))
+    proxy = HostileServer(lambda seen: Reply(response(200, body, headers=[("Content-Encoding", "gzip")])))
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.setenv("http_proxy", proxy.url)
+    api = CloudDCClient("http://clouddc.reaper.invalid", TokenSource(Secret("tok-proxied-1")), timeout=5)
+    try:
+        answer, records, _ = api.list_instances(PROJECT, instance_ids=("i-proxied",))
+        assert (answer.status, [r["id"] for r in records]) == (200, ["i-proxied"])
+        assert proxy.requests()[0].headers["host"] == "clouddc.reaper.invalid"
+    finally:
+        api.close()
+        proxy.close()

@@ -83,6 +83,7 @@ class Endpoint:
         self._prefix = url.raw_path.decode("ascii").rstrip("/")
         self._headers = {"User-Agent": USER_AGENT, **(headers or {})}
         self._timeouts = timeout.as_dict()
+        self._max_body = max_body
         proxy = environment_proxy(str(url))
         self._proxied: httpx.BaseTransport | None = None
         self._transport: KeepAliveTransport | None = None
@@ -140,11 +141,17 @@ class Endpoint:
             extensions={"timeout": self._timeouts},
         )
         response = self._proxied.handle_request(request)
+        # The raw bytes, as the direct path reads them (the caller decodes Content-Encoding), within the cap.
+        parts, held = [], 0
         try:
-            response.read()
+            for part in response.iter_raw():
+                held += len(part)
+                if held > self._max_body:
+                    raise httpx.RemoteProtocolError(f"response body over the cap of {self._max_body} bytes")
+                parts.append(part)
         finally:
             response.close()
-        return Answer(response.status_code, dict(response.headers.items()), response.content)
+        return Answer(response.status_code, dict(response.headers.items()), b"".join(parts))
 
     def close(self) -> None:
         """Release the connections."""
