@@ -126,8 +126,8 @@ class CloudDCClient:
             return answer, page.records if answer.status == 200 else [], page.next_marker
         asked, found = frozenset(instance_ids), page.records
         for _ in range(_MAX_ID_PAGES):
-            unknown = {r["id"] for r in found} - asked
-            if unknown or len({r["id"] for r in found}) != len(found):
+            listed = {r["id"] for r in found}
+            if not listed <= asked or len(listed) != len(found):
                 why = "the listing names ids not asked for, or one twice"
                 return self._unreadable("GET", path, why), [], None
             if page.next_marker is None or len(found) == len(asked):

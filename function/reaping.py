@@ -102,6 +102,8 @@ class Reaper:
                     outcome = self.sweeper.handle(event)
                 else:
                     outcome = self._reap(event, now, calls)
+            except BadEventError:
+                raise  # the request's own fault: a 4xx with its reason, and no call was made for it
             except Exception as error:
                 self._failed(event, span, calls, error, started)
                 raise

@@ -13,7 +13,7 @@ import pytest
 from cloudevents.conversion import to_binary
 
 from function.procs import Process, free_port, function_command
-from tests.conftest import PROJECT, Emulator, Sink, expired, function_env, new_id
+from tests.conftest import PROJECT, Emulator, Function, Sink, expired, function_env, new_id
 from tests.test_tracing import console_records
 
 pytestmark = pytest.mark.integration
@@ -72,6 +72,17 @@ def test_a_step_that_deleted_and_then_could_not_hand_on_says_so(
     assert explained.returncode == 0, explained.stderr
     assert "redeliver" in explained.stdout
     assert "READ 200 running, DELETE 204" in explained.stdout
+
+
+def test_a_bad_event_inside_the_step_is_a_4xx_not_a_failed_step(http_function: Function) -> None:
+    """An event refused inside the step (no instance named, an impossible date: 422) is the request's
+    fault: no ``handled`` line calls it a failed step."""
+    event_id = new_id("bad")
+    event = expired(new_id(), event_id=event_id, expired_at="2024-13-45T99:99:99Z")
+    answer = http_function.send(event)
+    assert answer.status_code == 422, answer.text
+    lines = [line for line in http_function.log_lines() if line.get("event_id") == event_id]
+    assert [line for line in lines if line["message"] == "handled"] == []
 
 
 def test_explain_skips_lines_it_cannot_read_and_says_how_many(tmp_path: Path) -> None:

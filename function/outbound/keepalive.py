@@ -86,11 +86,10 @@ def keep_alive(
 
 @dataclass(slots=True)
 class _Pooled:
-    """One thread's connection to one origin: when it was last answered on, when it stops being trusted."""
+    """One thread's connection to one origin, and when it stops being trusted."""
 
     connection: Connection
     usable_until: float
-    idle_since: float
 
 
 class KeepAliveTransport(httpx.BaseTransport):
@@ -116,16 +115,21 @@ class KeepAliveTransport(httpx.BaseTransport):
         self._lock = threading.Lock()
         self._every: set[Connection] = set()
         self._proxied: dict[str, httpx.HTTPTransport] = {}
+        # Each origin's proxy (None: direct), read from the environment once, as Endpoint reads it.
+        self._routes: dict[Origin, str | None] = {}
         self._closed = False
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` and read the whole answer (reaper's answers are small JSON bodies)."""
-        proxy = environment_proxy(request.url)
-        if proxy is not None:
-            return self._through(proxy).handle_request(request)
         try:
+            origin = origin_of(request.url)
+            if origin not in self._routes:  # a race writes the same answer twice: no lock needed
+                self._routes[origin] = environment_proxy(request.url)
+            proxy = self._routes[origin]
+            if proxy is not None:
+                return self._through(proxy).handle_request(request)
             wire = Request(request.method, request.url.raw_path, request.headers.raw, request.read())
-            response = self.exchange(origin_of(request.url), wire, request.extensions.get("timeout", {}))
+            response = self.exchange(origin, wire, request.extensions.get("timeout", {}))
         except httpx.TransportError as exc:
             exc.request = request
             raise
@@ -248,8 +252,7 @@ class KeepAliveTransport(httpx.BaseTransport):
             request.method, read_timeout=timeouts.get("read"), deadline=deadline, max_body=self._max_body
         )
         if response.keep_alive:
-            now = self._clock()
-            self._pool()[origin] = _Pooled(connection, now + self._idle_limit(response.fields), now)
+            self._pool()[origin] = _Pooled(connection, self._clock() + self._idle_limit(response.fields))
         else:
             self._discard(connection)
         return response
