@@ -34,7 +34,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict function/
+	$(BIN)/mypy --strict
 
 check: lint typecheck test
 
@@ -46,7 +46,7 @@ soak: $(STAMP)  ## on demand, <= 5 min: 10,000 instances under faults; rewrites 
 
 lock: $(STAMP)  ## re-pin dependencies after editing pyproject.toml
 	$(BIN)/python -m pip install --quiet pip-tools
-	$(BIN)/pip-compile --quiet --no-emit-index-url --no-emit-find-links --strip-extras --allow-unsafe --extra rabbitmq --extra qstash --extra otel -o requirements.lock pyproject.toml
+	$(BIN)/pip-compile --quiet --no-emit-index-url --no-emit-find-links --strip-extras --allow-unsafe --extra rabbitmq --extra otel -o requirements.lock pyproject.toml
 	$(BIN)/pip-compile --quiet --no-emit-index-url --no-emit-find-links --strip-extras --allow-unsafe --extra dev -o requirements-dev.lock pyproject.toml
 
 clean:

@@ -15,7 +15,7 @@ import sys
 import functions_framework
 
 from bench.stack import BENCH, NOOP_SOURCE, SHIPPED_TARGET
-from function.procs import FUNCTION_SOURCE
+from reaper.devtools.procs import FUNCTION_SOURCE
 
 # label -> (source, target, signature type)
 FUNCTIONS = {
@@ -30,7 +30,7 @@ def main() -> int:
     """Serve the events; the environment (endpoint, delay service, keys) comes from the caller."""
     label, count, project = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     source, target, signature = FUNCTIONS[label]
-    client = functions_framework.create_app(target, str(source), signature).test_client()
+    client = functions_framework.create_app(target, str(source), signature).test_client()  # type: ignore[no-untyped-call]
     for n in range(count):
         instance = f"{project}-{n:05d}"
         headers = {

@@ -27,7 +27,7 @@ SINK = os.environ.get("K_SINK")
 def handle(event: CloudEvent) -> None:
     """Delete and wait, polling, until the instance is gone."""
     started = time.perf_counter()
-    data = event.get_data()
+    data: dict[str, str] = event.get_data() or {}
     path = f"/v1/{data['project_id']}/instances/{data['instance_id']}"
     CLIENT.delete(path)
     while True:

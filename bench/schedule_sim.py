@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from typing import NamedTuple
 
-from bench.__main__ import FLEETS, MEASURED, SEND_RATE, WARM_UP
+from bench.scenarios import FLEETS, MEASURED, SEND_RATE, WARM_UP
 from function import core
 from function.watch import Reading, Watch
 

@@ -20,6 +20,7 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,8 @@ import httpx
 from werkzeug.wrappers import Request, Response
 
 from bench.stack import BENCH, SAFETY, TOKEN, Stack, log_lines, rss_mb, worker_pid
-from function.procs import Process, free_port, function_command, reaper_command
 from function.wsgi import threaded_server
+from reaper.devtools.procs import Process, free_port, function_command, reaper_command
 
 OUT = BENCH.parent / "docs" / "reliability.md"
 EVENTS_PROJECT = "soak-events"
@@ -190,7 +191,7 @@ def run(instances: int, budget: float) -> dict[str, Any]:
     stop = threading.Event()
     chaos_log: list[str] = []
 
-    plan = [
+    plan: list[tuple[int, str, Callable[[], object]]] = [
         # Within the first minute: a faster run must still meet every fault (it took 67 s on 2026-11-29).
         (10, "kill -9 function", function.kill_and_restart),
         (20, "kill -9 delay service", delay.kill_and_restart),
@@ -276,7 +277,7 @@ def run(instances: int, budget: float) -> dict[str, Any]:
 
 def passed(figures: dict[str, Any]) -> bool:
     """Nothing lost, one result id per instance, and every planned fault met the run."""
-    return (
+    return bool(
         figures["lost"] == 0
         and figures["instances_with_more_than_one_result_id"] == 0
         and len(figures["chaos"]) == figures["chaos_planned"]

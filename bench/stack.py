@@ -18,8 +18,8 @@ from typing import IO, Any
 import httpx
 from werkzeug.wrappers import Request, Response
 
-from function.procs import Process, free_port, function_command, reaper_command
 from function.wsgi import threaded_server
+from reaper.devtools.procs import Process, free_port, function_command, reaper_command
 
 BENCH = Path(__file__).parent
 NOOP_SOURCE = BENCH / "noop_main.py"  # the do-nothing function every figure is compared with
@@ -34,7 +34,11 @@ SAFETY = {
     "REAPER_INBOUND_AUTH": "platform",
 }
 # No follow-up comes due while a throughput, memory or instruction count is measured.
-NO_FOLLOW_UPS = {"REAPER_CHECK_DELAY": "3600", "REAPER_CHECK_MAX_DELAY": "3600", "REAPER_DEADLINE": "7200"}
+NO_FOLLOW_UPS: dict[str, str] = {
+    "REAPER_CHECK_DELAY": "3600",
+    "REAPER_CHECK_MAX_DELAY": "3600",
+    "REAPER_DEADLINE": "7200",
+}
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
 

@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 import httpx
 
-from function import jsonlog, jsontext, outbound, tracing
+from function import jsontext, outbound, redaction, tracing
 from function.core import ApiAnswer
 from function.core.ids import valid_id
 from function.credentials import Credentials
@@ -216,7 +216,7 @@ class CloudDCClient:
     @staticmethod
     def _failed(method: str, path: str, started: float, failure: str, exc: Exception) -> ApiAnswer:
         # The transport's own text (never the request's): what failed, e.g. the certificate's reason.
-        reason = jsonlog.redact(str(exc))[:_MAX_ERROR_TEXT] or type(exc).__name__
+        reason = redaction.redact(str(exc))[:_MAX_ERROR_TEXT] or type(exc).__name__
         _LOG.warning(
             "clouddc call failed",
             extra={
@@ -244,8 +244,8 @@ def _answer_from(response: outbound.Answer, body: Mapping[str, Any], now: float)
         state=state if isinstance(state, str) else None,
         operation_state=str(operation)[:_MAX_ERROR_TEXT] if isinstance(operation, str) else None,
         # An upstream message may echo what it was sent (the token): redact before it travels on.
-        error_code=jsonlog.redact(str(code))[:_MAX_ERROR_TEXT] if code is not None else None,
-        error_msg=jsonlog.redact(str(message))[:_MAX_ERROR_TEXT] if message is not None else None,
+        error_code=redaction.redact(str(code))[:_MAX_ERROR_TEXT] if code is not None else None,
+        error_msg=redaction.redact(str(message))[:_MAX_ERROR_TEXT] if message is not None else None,
         retry_after=parse_retry_after(response.headers.get("retry-after"), now),
     )
 

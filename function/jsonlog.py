@@ -1,4 +1,4 @@
-"""One JSON line per log record on stderr, with every registered secret redacted.
+"""One JSON line per log record on stderr, with every registered secret redacted (``redaction``).
 
 Plain ``logging`` with a small formatter rather than structlog/python-json-logger: the whole need
 is one ``jsontext.dumps`` and a redaction pass, which is less code than configuring a dependency.
@@ -8,91 +8,17 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
-from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import Any, Final
 
 from function import jsontext
+from function.redaction import redact, redact_values, values_need_redaction
 from function.tracing import context as tracing_context
 from function.utctime import second_text
 
-REDACTED: Final = "[REDACTED]"
-_MIN_SECRET_LEN: Final = 6
-_MAX_ROTATING: Final = 256
-# Two process-wide tiers, neither of which caller input can touch: secrets from the configuration
-# (kept for the life of the process) and tokens the process fetched itself as they rotate (the most
-# recent kept). Tokens a caller brings (X-CFF-Auth-Token) are redacted only inside their own request.
-_configured: set[str] = set()
-_rotating: OrderedDict[str, None] = OrderedDict()
-_secrets_lock = threading.Lock()
-# Longest first, rebuilt only when a secret is added: redaction runs on every log line.
-_ordered: tuple[str, ...] = ()
-# Whether some configured secret is written differently in JSON (a '"', '\\' or control character is
-# escaped): only then must values be redacted before they are serialized, not just the line after.
-_escaped_in_json: bool = False
-_request_secrets: ContextVar[tuple[str, ...]] = ContextVar("reaper_request_secrets", default=())
 _STANDARD_ATTRS: Final = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
-
-
-def register_secret(value: str, *, rotating: bool = False) -> None:
-    """Remember a value that must never appear in any log line (``rotating``: one of a refreshed series)."""
-    global _ordered, _escaped_in_json
-    if len(value) < _MIN_SECRET_LEN:
-        return
-    with _secrets_lock:
-        if value in _configured or (rotating and value in _rotating):
-            return
-        if rotating:
-            _rotating[value] = None
-            while len(_rotating) > _MAX_ROTATING:
-                _rotating.popitem(last=False)
-        else:
-            _configured.add(value)
-        _ordered = tuple(sorted(_configured | set(_rotating), key=len, reverse=True))
-        _escaped_in_json = any(_changes_in_json(secret) for secret in _ordered)
-
-
-@contextmanager
-def request_secret(value: str | None) -> Iterator[None]:
-    """Redact ``value`` in log lines written inside this block only (a token the caller brought)."""
-    if not value or len(value) < _MIN_SECRET_LEN:
-        yield
-        return
-    marker = _request_secrets.set((*_request_secrets.get(), value))
-    try:
-        yield
-    finally:
-        _request_secrets.reset(marker)
-
-
-def redact(text: str) -> str:
-    """Replace every registered secret, and this request's own, in ``text``."""
-    for secret in (*_request_secrets.get(), *_ordered):
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
-
-
-def redact_values(value: Any) -> Any:
-    """``value`` with every secret redacted in each string it holds (keys too), before it is serialized.
-
-    Redacting the serialized line alone misses a secret that JSON writes escaped (``"``, ``\\``, a control
-    character): the line holds ``\\"`` where the secret has ``"``.
-    """
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {redact_values(k): redact_values(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact_values(item) for item in value]
-    return value
-
-
-def _changes_in_json(secret: str) -> bool:
-    return any(ch in '"\\' or ch < " " for ch in secret)
+# What explain reads back: the step lines of a chain.
+STEP_HANDLED: Final = "handled"
+SHARED_READ_ANNOUNCED: Final = "announced from a shared read"
 
 
 def _redacted_text(value: object) -> str:
@@ -135,7 +61,7 @@ class JsonFormatter(logging.Formatter):
                 payload[key] = value
         if record.exc_info:
             payload["error"] = self.formatException(record.exc_info)
-        if _escaped_in_json or any(_changes_in_json(secret) for secret in _request_secrets.get()):
+        if values_need_redaction():
             payload = redact_values(payload)
         return redact(jsontext.dumps(payload, default=_redacted_text).decode())
 

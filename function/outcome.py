@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from function.core.records import ApiAnswer
+
 
 class Outcome(NamedTuple):
     """The result of one handler invocation (not the instance's final result); immutable, built in C."""
@@ -20,3 +22,17 @@ class Outcome(NamedTuple):
     def as_json(self) -> dict[str, Any]:
         """The response body."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self._asdict().items() if v is not None}
+
+
+def status_codes(calls: tuple[str, ...] | None) -> list[int]:
+    """The HTTP statuses in described calls ("DELETE 204", "STATUS 200 terminated")."""
+    return [int(part) for call in calls or () for part in call.split()[1:2] if part.isdigit()]
+
+
+def describe(call: str, answer: ApiAnswer, state: str | None = None) -> str:
+    """One call as the log and the response show it: method, status or failure, state."""
+    parts = [call, str(answer.status or answer.failure)]
+    shown = state if answer.status == 200 and state else answer.state
+    if shown:
+        parts.append(shown)
+    return " ".join(parts)

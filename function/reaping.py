@@ -5,11 +5,9 @@ A handler's wall time is its API calls and nothing else: waits leave as delayed 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,15 +17,18 @@ from function import catalog, core, tracing
 from function.clouddc import CloudDCClient, check_id
 from function.core import gate
 from function.credentials import Credentials
-from function.errors import BadEventError, HandOffError, RetryableError
-from function.explain import SHARED_READ_ANNOUNCED
+from function.deletetimes import DeleteTimes
+from function.errors import BadEventError, RetryableError
 from function.handoff import HandOff, chain_key
 from function.inbound import InboundEvent
 from function.inbound.auth import Caller
-from function.outcome import Outcome
+from function.jsonlog import STEP_HANDLED
+from function.outcome import Outcome, describe, status_codes
+from function.policy import policy_from
 from function.settings import Settings
+from function.sharedreads import SharedStatus
 from function.signing import EventSigner
-from function.watch import Reading, Watch
+from function.watch import Watch
 
 if TYPE_CHECKING:
     from function.sweeping import Sweeper
@@ -39,28 +40,6 @@ _FOLLOW_UP_TYPES: Final[dict[core.Action, str]] = {
     "status": catalog.INSTANCE_STATUS_CHECK,
     "delete": catalog.INSTANCE_DELETE_RETRY,
 }
-
-
-def policy_from(settings: Settings) -> core.Policy:
-    """The core's policy for these settings."""
-    return core.Policy(
-        check_delay=settings.check_delay,
-        check_max_delay=settings.check_max_delay,
-        deadline=settings.deadline,
-        rules=rules_from(settings),
-        max_retries=settings.max_retries,
-        schedule="fixed" if settings.check_schedule == "fixed" else "learned",
-    )
-
-
-def rules_from(settings: Settings) -> gate.Rules:
-    """The trust model's rules for these settings."""
-    return gate.Rules(
-        allowed_projects=settings.allowed_projects,
-        protect_key=settings.protect_key,
-        expiry_key=settings.expiry_key,
-        dry_run=settings.dry_run,
-    )
 
 
 @dataclass
@@ -79,6 +58,9 @@ class Reaper:
         self.policy = policy_from(self.settings)
         self.estimate = DeleteTimes(self.settings.expected_delete_seconds or self.settings.check_delay)
         self.watch = Watch()
+        self.status = SharedStatus(
+            self.client, self.watch, self.estimate, self.policy, self.clock, self.rand, self._finish
+        )
 
     @functools.cached_property
     def sweeper(self) -> Sweeper:
@@ -116,11 +98,11 @@ class Reaper:
                         "reaper.decision": outcome.outcome,
                         "reaper.reason": outcome.reason,
                         "reaper.clouddc.calls": list(outcome.calls or ()),
-                        "reaper.clouddc.status_codes": _status_codes(outcome.calls),
+                        "reaper.clouddc.status_codes": status_codes(outcome.calls),
                     }
                 )
             _LOG.info(
-                "handled",
+                STEP_HANDLED,
                 extra={
                     "event_id": event.id,
                     "event_type": event.type,
@@ -154,13 +136,13 @@ class Reaper:
                     "reaper.decision": outcome,
                     "reaper.reason": type(error).__name__,
                     "reaper.clouddc.calls": list(calls),
-                    "reaper.clouddc.status_codes": _status_codes(tuple(calls)),
+                    "reaper.clouddc.status_codes": status_codes(tuple(calls)),
                     "http.response.status_code": status,
                 }
             )
         message = "could not hand on; asking the source to redeliver" if retryable else "step failed"
         _LOG.warning(
-            "handled",
+            STEP_HANDLED,
             extra={
                 "event_id": event.id,
                 "event_type": event.type,
@@ -252,7 +234,7 @@ class Reaper:
                         self.rand,
                         token_reloaded=token_reloaded,
                     )
-                    calls.append(_describe("READ", answer, sighting.state if sighting else "absent"))
+                    calls.append(describe("READ", answer, sighting.state if sighting else "absent"))
                 case core.CallDelete(job=job):
                     answer = self.client.delete_instance(job.project_id, job.instance_id)
                     decision = core.on_delete_answer(
@@ -263,9 +245,9 @@ class Reaper:
                         self.rand,
                         token_reloaded=token_reloaded,
                     )
-                    calls.append(_describe("DELETE", answer))
+                    calls.append(describe("DELETE", answer))
                 case core.CallStatus(job=job, rejected=rejected):
-                    answer, described = self._status(job, rejected)
+                    answer, described = self.status.read(job, rejected)
                     decision = core.on_status_answer(
                         job,
                         answer,
@@ -278,64 +260,6 @@ class Reaper:
                     calls.append(described)
         # The core settles within a few calls; should it ever not, fail loudly (5xx: redelivered).
         raise RuntimeError(f"decision loop did not settle after {_MAX_CALLS_PER_EVENT} steps")
-
-    def _status(self, job: core.Job, rejected: core.ApiAnswer | None) -> tuple[core.ApiAnswer, str]:
-        """ShowInstanceStatus, or a ListInstances read shared with the other deletes this process watches."""
-        now = self.clock()
-        if rejected is None and self.watch.peers(job.project_id, now).count:
-            max_age = core.reading_max_age(self.estimate.current(), self.policy)
-            reading = self.watch.reading(job.project_id, job.instance_id, now, max_age)
-            if reading is not None:
-                answer = reading.answer(job.instance_id)
-                return answer, f"SHARED {answer.state or 'absent'}"
-            ids = self.watch.batch(job.project_id, job.instance_id)
-            if len(ids) > 1:  # else the peers' checks were handled meanwhile
-                return self._read_shared(job, ids, now)
-        answer = self.client.show_status(job.project_id, job.instance_id)
-        return answer, _describe("STATUS", answer)
-
-    def _read_shared(self, job: core.Job, ids: tuple[str, ...], now: float) -> tuple[core.ApiAnswer, str]:
-        """One ListInstances read of ``ids`` (``job``'s first): its answer for ``job``, the rest settled."""
-        answer, records, _ = self.client.list_instances(job.project_id, instance_ids=ids)
-        if answer.status != 200:
-            return answer, _describe("LIST", answer)
-        states = {r["id"]: _text(r.get("state")) for r in records if r.get("id") in ids}
-        reading = Reading(now, frozenset(ids), states)
-        self.watch.remember(job.project_id, reading)
-        self._settle_peers(job, reading)
-        answer = reading.answer(job.instance_id)
-        return answer, f"LIST 200 {answer.state or 'absent'} ({len(ids)} ids)"
-
-    def _settle_peers(self, job: core.Job, reading: Reading) -> None:
-        """Announce the watched deletes a shared read found gone (best effort: their own checks remain)."""
-        for peer, step in self.watch.gone(job.project_id, reading, but=job.instance_id):
-            answer = reading.answer(peer.instance_id)
-            decision = core.on_status_answer(
-                peer, answer, reading.at, self.policy, self.rand, token_reloaded=False
-            )
-            if not isinstance(decision, core.Finish):  # gone is final (tests/test_watch.py)
-                continue
-            with tracing.active(step) if step else contextlib.nullcontext():
-                try:
-                    self._finish(decision)
-                except HandOffError as error:
-                    # The sink is down: the rest wait for their own checks rather than each meet it.
-                    _LOG.warning(
-                        "results of a shared read not announced; their own checks will",
-                        extra={"instance_id": peer.instance_id, "error": str(error)},
-                    )
-                    return
-                # In the delete's own trace, as a step of its timeline (``reaper explain``).
-                _LOG.info(
-                    SHARED_READ_ANNOUNCED,
-                    extra={
-                        "instance_id": peer.instance_id,
-                        "project_id": peer.project_id,
-                        "event_type": "shared read",
-                        "outcome": decision.result.kind,
-                        "reason": f"read by the check of {job.instance_id}",
-                    },
-                )
 
     def _schedule(self, decision: core.Schedule, calls: tuple[str, ...]) -> Outcome:
         now = self.clock()
@@ -373,44 +297,3 @@ class Reaper:
         if observed is not None:
             self.estimate.learn(observed, self.policy)
         return Outcome(result.kind, job.project_id, job.instance_id, reason=result.reason, calls=calls)
-
-
-class DeleteTimes:
-    """This process's estimate of how long an accepted delete takes (thread-safe; the core computes it)."""
-
-    def __init__(self, seed: float) -> None:
-        self._estimate = core.Estimate(seed)
-        self._lock = threading.Lock()
-
-    def current(self) -> core.Estimate:
-        """The estimate with what its last deletes showed."""
-        return self._estimate
-
-    def learn(self, observed: core.DeleteTiming, policy: core.Policy) -> None:
-        """Fold one finished delete into the estimate."""
-        with self._lock:
-            self._estimate = core.learn(self._estimate, observed, policy)
-
-    def adopt(self, carried: float) -> None:
-        """A process that has seen no delete yet takes the estimate a follow-up carries: not blind."""
-        with self._lock:
-            if self._estimate.samples == 0:
-                self._estimate = core.Estimate(carried)
-
-
-def _status_codes(calls: tuple[str, ...] | None) -> list[int]:
-    """The HTTP statuses in described calls ("DELETE 204", "STATUS 200 terminated")."""
-    return [int(part) for call in calls or () for part in call.split()[1:2] if part.isdigit()]
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _describe(call: str, answer: core.ApiAnswer, state: str | None = None) -> str:
-    """One call as the log and the response show it: method, status or failure, state."""
-    parts = [call, str(answer.status or answer.failure)]
-    shown = state if answer.status == 200 and state else answer.state
-    if shown:
-        parts.append(shown)
-    return " ".join(parts)

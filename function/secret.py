@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from function import jsonlog
+from function import redaction
 
 _MASK: Final = "***"
 
@@ -16,10 +16,10 @@ class Secret:
 
     def __init__(self, value: str, *, scope: str = "configured") -> None:
         """``scope``: ``configured`` (kept for the process), ``rotating`` (a refreshed series),
-        ``request`` (a caller's token: redacted by its request alone, see ``jsonlog.request_secret``)."""
+        ``request`` (a caller's token: redacted by its request alone, see ``redaction.request_secret``)."""
         self._value = value
         if scope != "request":
-            jsonlog.register_secret(value, rotating=scope == "rotating")
+            redaction.register_secret(value, rotating=scope == "rotating")
 
     def reveal(self) -> str:
         """Return the real value, for the one place that must send it."""

@@ -19,9 +19,10 @@ from cloudevents.conversion import to_binary, to_structured
 from cloudevents.http import CloudEvent
 from werkzeug.wrappers import Request, Response
 
-from function.procs import Process, free_port, function_command, reaper_command, stop_all
-from function.send import sign
 from function.wsgi import threaded_server
+from reaper.devtools.procs import Process, free_port, function_command, reaper_command, stop_all
+from reaper.devtools.sink import serve_sink
+from reaper.tools.send import sign
 
 PROJECT = "proj-test"
 TOKEN = "tok-" + secrets.token_hex(24)
@@ -180,25 +181,17 @@ def delay_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]
     log.close()
 
 
-def serve_sink() -> Iterator[Sink]:
+def serve_collecting_sink() -> Iterator[Sink]:
     """A result sink on loopback for as long as the generator runs (the body of the sink fixtures)."""
     collected = Sink()
-
-    @Request.application
-    def app(request: Request) -> Response:
-        return Response("", collected.receive(request.get_data()))
-
-    server = threaded_server("127.0.0.1", 0, app)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    collected.url = f"http://127.0.0.1:{server.server_port}/"
-    yield collected
-    server.shutdown()
+    with serve_sink(collected.receive) as url:
+        collected.url = url
+        yield collected
 
 
 @pytest.fixture(scope="session")
 def sink() -> Iterator[Sink]:
-    yield from serve_sink()
+    yield from serve_collecting_sink()
 
 
 def function_env(emulator: Emulator, delay_service: Process, sink_url: str, port: int) -> dict[str, str]:

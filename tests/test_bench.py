@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 
 from bench import load
-from bench.__main__ import FLEETS, THROUGHPUT_POINTS, plot, report
+from bench.plot import plot
+from bench.report import report
+from bench.scenarios import FLEETS, THROUGHPUT_POINTS
 from bench.stub_upstream import answer
 from tests.conftest import Receiver
 

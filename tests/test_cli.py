@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from function import cli
-from function.procs import Process, free_port, function_command, reaper_command
+from reaper import cli
+from reaper.devtools.procs import Process, free_port, function_command, reaper_command
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +69,7 @@ def test_demo_runs_to_its_summary() -> None:
         [
             sys.executable,
             "-m",
-            "function.cli",
+            "reaper.cli",
             "demo",
             "--instances",
             "3",
@@ -92,7 +92,7 @@ def test_demo_runs_to_its_summary() -> None:
     # `reaper explain` on the demo's log: one timeline per instance, each step in order, then its result.
     log = out.rsplit("reaper explain ", 1)[1].split()[0]
     explained = subprocess.run(
-        [sys.executable, "-m", "function.cli", "explain", log], capture_output=True, timeout=30, check=True
+        [sys.executable, "-m", "reaper.cli", "explain", log], capture_output=True, timeout=30, check=True
     ).stdout.decode()
     timelines = [block for block in explained.strip().split("\n\n") if block]
     assert len(timelines) == 3, explained

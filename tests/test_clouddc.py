@@ -9,11 +9,11 @@ import pytest
 
 from function.clouddc import CloudDCClient, check_id, parse_retry_after
 from function.credentials import TokenSource
-from function.emulator.app import make_emulator_server
-from function.emulator.fleet import Config, Fleet
 from function.errors import BadEventError
-from function.procs import free_port
 from function.secret import Secret
+from reaper.devtools.emulator.app import make_emulator_server
+from reaper.devtools.emulator.fleet import Config, Fleet
+from reaper.devtools.procs import free_port
 from tests.conftest import Receiver
 
 TOKEN = "client-test-token"

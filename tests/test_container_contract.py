@@ -17,9 +17,9 @@ import httpx
 import pytest
 import yaml
 
-from function.procs import FUNCTION_SOURCE, Process, free_port
 from function.schedulers import rabbitmq
 from function.secret import Secret
+from reaper.devtools.procs import FUNCTION_SOURCE, Process, free_port
 from tests.conftest import TOKEN, Emulator, new_id, wait_until
 
 pytestmark = pytest.mark.integration

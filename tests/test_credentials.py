@@ -25,9 +25,9 @@ from function.credentials.iam import IamTokenSource
 from function.credentials.refreshing import Refreshing
 from function.errors import CredentialsError, SettingsError
 from function.outbound import Call
-from function.procs import Process, free_port, reaper_command
 from function.secret import Secret
 from function.settings import Settings
+from reaper.devtools.procs import Process, free_port, reaper_command
 from tests.conftest import PROJECT, FunctionFactory, Sink, new_id, wait_until
 
 pytestmark = pytest.mark.integration

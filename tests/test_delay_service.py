@@ -5,17 +5,23 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 from cloudevents.http import CloudEvent
+from werkzeug.serving import BaseWSGIServer
 
-from function.delay_service import DelayService, is_loopback, target_allowed
-from function.delaystore import DelayStore
 from function.errors import HandOffError
-from function.procs import free_port
 from function.schedulers.local import LocalScheduler
+from function.wsgi import threaded_server
+from reaper.companions.delay import serve
+from reaper.companions.delay.allowlist import is_loopback, target_allowed
+from reaper.companions.delay.api import create_app
+from reaper.companions.delay.dispatcher import Dispatcher
+from reaper.companions.delay.store import DelayStore
+from reaper.devtools.procs import free_port
 from tests.conftest import Receiver, wait_until
 
 
@@ -24,14 +30,27 @@ def target(receiver: Receiver) -> Receiver:
     return receiver
 
 
+@dataclass
+class DelayService:
+    """The service's parts, served in this process so a test can read its store."""
+
+    store: DelayStore
+    server: BaseWSGIServer
+
+
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[DelayService]:
-    svc = DelayService("127.0.0.1", 0, tmp_path / "d.sqlite3", ("http://127.0.0.1:*/",))
-    thread = threading.Thread(target=svc.serve_forever, daemon=True)
+    store = DelayStore(tmp_path / "d.sqlite3")
+    dispatcher = Dispatcher(store)
+    server = threaded_server("127.0.0.1", 0, create_app(store, dispatcher, ("http://127.0.0.1:*/",)))
+    dispatcher.start()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield svc
-    svc.shutdown()
+    yield DelayService(store, server)
+    server.shutdown()
     thread.join(10)
+    dispatcher.stop()
+    store.close()
 
 
 def event(event_id: str) -> CloudEvent:
@@ -172,4 +191,4 @@ def test_loopback_only() -> None:
     assert not is_loopback("0.0.0.0")
     assert not is_loopback("example.com")
     with pytest.raises(ValueError, match="loopback"):
-        DelayService("0.0.0.0", 0, ":memory:", ())
+        serve("0.0.0.0", 0, ":memory:", (), threads=1)

@@ -171,7 +171,7 @@ def test_function_json_includes_keys_for_token_from_request() -> None:
 
 def test_clouddc_answers_of_the_emulator_match_the_models() -> None:
     """The emulator's batch-delete and status answers use the API's field names."""
-    from function.emulator.fleet import Fleet
+    from reaper.devtools.emulator.fleet import Fleet
 
     fleet = Fleet()
     fleet.add({"id": "i-1", "project_id": "p", "outcome": "fail", "termination_seconds": 0})

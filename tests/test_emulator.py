@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from function.emulator.app import make_emulator_server
-from function.emulator.fleet import Config, Fleet
+from reaper.devtools.emulator.app import make_emulator_server
+from reaper.devtools.emulator.fleet import Config, Fleet
 
 TOKEN = "emulator-test-token"
 H = {"X-Auth-Token": TOKEN}

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from function.procs import Process, free_port, reaper_command
+from reaper.devtools.procs import Process, free_port, reaper_command
 from tests.conftest import (
     ANY_LOOPBACK,
     PROJECT,

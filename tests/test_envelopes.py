@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from function.send import SHAPES, build_request
+from reaper.tools.send import SHAPES, build_request
 from tests.conftest import (
     PROJECT,
     WEBHOOK_SECRET,
@@ -196,7 +196,7 @@ def test_reaper_send_command(
     emulator: Emulator, envelope_function: Function, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The CLI prints the HTTP status and the function's answer."""
-    from function import cli
+    from reaper import cli
 
     instance = emulator.add(new_id())
     auth = ["--auth", "webhook", "--secret", WEBHOOK_SECRET]

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from cloudevents.conversion import to_binary
 
-from function.procs import Process, free_port, function_command
+from reaper.devtools.procs import Process, free_port, function_command
 from tests.conftest import PROJECT, Emulator, Function, Sink, expired, function_env, new_id
 from tests.test_tracing import console_records
 
@@ -113,7 +113,7 @@ def test_explain_skips_lines_it_cannot_read_and_says_how_many(tmp_path: Path) ->
 
 
 def _explain(log: Path, instance: str | None = None) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "function.cli", "explain", str(log)]
+    argv = [sys.executable, "-m", "reaper.cli", "explain", str(log)]
     if instance:
         argv += ["--instance", instance]
     return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)

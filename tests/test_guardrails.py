@@ -19,12 +19,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from werkzeug.wrappers import Request, Response
 
 from function import catalog
-from function.procs import free_port, reaper_command
 from function.schedulers import rabbitmq
 from function.secret import Secret
-from function.send import SHAPES, build_request
 from function.signing import EventSigner
 from function.wsgi import threaded_server
+from reaper.devtools.procs import free_port, reaper_command
+from reaper.tools.send import SHAPES, build_request
 from tests.conftest import (
     EVENT_KEY,
     PROJECT,

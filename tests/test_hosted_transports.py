@@ -10,12 +10,12 @@ import httpx
 import pytest
 from cloudevents.http import CloudEvent
 
-from function import send
 from function.errors import HandOffError
 from function.schedulers.cloudtasks import CloudTasksScheduler, MetadataToken
 from function.schedulers.qstash import QStashScheduler
 from function.secret import Secret
 from function.settings import Settings
+from reaper.tools import send
 from tests.conftest import Emulator, Function, FunctionFactory, Sink, expired, new_id, per_target, wait_until
 from tests.fakes.cloudtasks import FakeCloudTasks
 from tests.fakes.qstash import FakeQStash, sign

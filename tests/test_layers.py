@@ -2,7 +2,9 @@
 
 - ``function/core/`` (the pure decisions) imports the standard library and itself only;
 - the companion services (the delay service and its store, the RabbitMQ relay) load no CloudDC client, no
-  credentials and no inbound code: they run beside the function and must not carry its shell.
+  credentials and no inbound code: they run beside the function and must not carry its shell;
+- the deployed function (``function/``) imports nothing of ``reaper/``: the command, the companions and the
+  tools sit on top of it, never under it.
 Each check is also run on a deliberately bad case, so a check that cannot fail would show here.
 """
 
@@ -18,7 +20,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "function" / "core"
-COMPANIONS = ("function.delay_service", "function.delaystore", "function.rabbitmq_relay")
+COMPANIONS = (
+    "reaper.companions.delay.api",
+    "reaper.companions.delay.store",
+    "reaper.companions.rabbitmq_relay",
+)
 SHELL_ONLY = ("function.clouddc", "function.credentials", "function.inbound", "function.reaping")
 
 
@@ -70,7 +76,7 @@ def loaded_by(module: str) -> list[str]:
     """The reaper modules a fresh interpreter has loaded after importing ``module``."""
     probe = (
         f"import json, sys, {module}; "
-        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('function'))))"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('function', 'reaper'))))"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
     loaded: list[str] = json.loads(done.stdout)
@@ -89,3 +95,23 @@ def test_the_companion_rule_fails_on_a_module_that_carries_the_shell() -> None:
     """The same check on the function's own handler finds the shell: it would catch a companion that did."""
     loaded = loaded_by("function.reaping")
     assert [m for m in loaded if m.startswith(SHELL_ONLY)] != []
+
+
+def _function_imports_of_reaper(source: str) -> list[str]:
+    return [name for name in foreign_imports(source, room="function") if name.split(".")[0] == "reaper"]
+
+
+def test_the_function_imports_nothing_of_the_command_companions_or_tools() -> None:
+    """No module under ``function/`` reaches into ``reaper/``."""
+    offenders = {
+        str(path.relative_to(ROOT)): found
+        for path in sorted((ROOT / "function").rglob("*.py"))
+        if (found := _function_imports_of_reaper(path.read_text()))
+    }
+    assert offenders == {}
+
+
+def test_the_function_rule_fails_on_a_deliberate_bad_import() -> None:
+    """What ``reaping`` once did (a constant from the explain tool) is reported."""
+    source = (ROOT / "function" / "reaping.py").read_text() + "\nfrom reaper.tools.explain import explain\n"
+    assert _function_imports_of_reaper(source) == ["reaper.tools.explain"]

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from cloudevents.http import CloudEvent
 
-from function import jsonlog, outbound
+from function import jsonlog, outbound, redaction
 from function.clouddc import CloudDCClient
 from function.credentials import TokenSource
 from function.credentials.iam import IamTokenSource
@@ -197,7 +197,7 @@ def test_every_outbound_path_goes_through_the_environments_proxy(proxy: HostileS
 @pytest.fixture
 def escaped_secret() -> str:
     secret = 'pa"ss\\word\nwith-' + new_id()
-    jsonlog.register_secret(secret)
+    redaction.register_secret(secret)
     return secret
 
 
@@ -224,10 +224,10 @@ def test_a_secret_json_would_escape_is_redacted_in_every_value(escaped_secret: s
     assert escaped_secret not in line
     assert 'pa\\"ss' not in line
     document = json.loads(line)
-    assert document["message"] == f"said {jsonlog.REDACTED}"
-    assert document["detail"] == f"x {jsonlog.REDACTED} y"
-    assert document["nested"] == {"list": [jsonlog.REDACTED]}
-    assert document["object"] == f"opaque({jsonlog.REDACTED})"
+    assert document["message"] == f"said {redaction.REDACTED}"
+    assert document["detail"] == f"x {redaction.REDACTED} y"
+    assert document["nested"] == {"list": [redaction.REDACTED]}
+    assert document["object"] == f"opaque({redaction.REDACTED})"
 
 
 def test_clouddc_through_a_proxy_reads_a_gzip_answer_as_the_direct_path_does(monkeypatch) -> None:

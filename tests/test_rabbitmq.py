@@ -18,11 +18,11 @@ import pytest
 from cloudevents.http import CloudEvent
 from pika.adapters.blocking_connection import BlockingChannel
 
-from function.procs import free_port, reaper_command
-from function.rabbitmq_relay import Relay
 from function.schedulers import rabbitmq
 from function.schedulers.rabbitmq import BUCKETS_MS, RabbitMQScheduler, bucket_for, declare_topology
 from function.secret import Secret
+from reaper.companions.rabbitmq_relay import Relay
+from reaper.devtools.procs import free_port, reaper_command
 from tests.conftest import PROJECT, Emulator, FunctionFactory, Receiver, Sink, expired, new_id, wait_until
 
 pytestmark = pytest.mark.integration

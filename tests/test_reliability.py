@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from function.procs import Process, free_port, function_command
+from reaper.devtools.procs import Process, free_port, function_command
 from tests.conftest import (
     PROJECT,
     Emulator,
@@ -22,7 +22,7 @@ from tests.conftest import (
     expired,
     function_env,
     new_id,
-    serve_sink,
+    serve_collecting_sink,
     wait_until,
 )
 
@@ -33,7 +33,7 @@ EXPIRED_LONG_AGO = {"reaper-expires-at": "2020-01-01T00:00:00Z"}
 @pytest.fixture
 def own_sink() -> Iterator[Sink]:
     """A sink of this test's own, so its outage touches no other test's chains."""
-    yield from serve_sink()
+    yield from serve_collecting_sink()
 
 
 def deletes(emulator: Emulator, instance: str) -> int:

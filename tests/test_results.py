@@ -9,8 +9,8 @@ import pytest
 from cloudevents.http import CloudEvent
 
 from function.errors import HandOffError
-from function.procs import free_port
 from function.results import ResultSink
+from reaper.devtools.procs import free_port
 from tests.conftest import Receiver
 
 

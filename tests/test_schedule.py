@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from bench import schedule_sim
 from function import catalog, core
 from function.core import DeleteTiming, Estimate, Job, Policy
+from function.deletetimes import DeleteTimes
 from function.errors import SettingsError
-from function.reaping import DeleteTimes
 from function.settings import Settings
 from tests.test_settings import BASE
 

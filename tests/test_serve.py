@@ -80,7 +80,7 @@ def test_workers_and_threads_are_positive_whole_numbers() -> None:
 def test_a_bad_pinning_setting_stops_the_server_with_one_line() -> None:
     """``reaper serve`` exits 2 with one line naming the setting, before serving anything."""
     done = subprocess.run(
-        [sys.executable, "-m", "function.cli", "serve", "--host", "127.0.0.1", "--port", "9"],
+        [sys.executable, "-m", "reaper.cli", "serve", "--host", "127.0.0.1", "--port", "9"],
         env={**os.environ, "REAPER_PIN_WORKERS": "sometimes"},
         capture_output=True,
         text=True,

@@ -12,13 +12,13 @@ import httpx
 import pytest
 from cloudevents.conversion import to_structured
 
-from function import jsonlog
+from function import jsonlog, redaction
 from function.credentials import TokenSource
 from function.outbound import Call
-from function.procs import free_port
 from function.secret import Secret
 from function.settings import Settings
 from function.signing import EventSigner
+from reaper.devtools.procs import free_port
 from tests.conftest import (
     EVENT_KEY,
     TOKEN,
@@ -118,7 +118,7 @@ def test_log_formatter_redacts_registered_secrets(caplog: pytest.LogCaptureFixtu
     record.__dict__["header"] = {"X-Auth-Token": token}
     line = jsonlog.JsonFormatter().format(record)
     assert token not in line
-    assert jsonlog.REDACTED in line
+    assert redaction.REDACTED in line
 
 
 def test_platform_token_from_request_header(emulator: Emulator, function_factory: FunctionFactory) -> None:

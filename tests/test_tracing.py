@@ -16,8 +16,8 @@ import pytest
 from cloudevents.conversion import to_binary, to_structured
 
 from function import jsonlog
-from function.procs import Process, free_port, function_command
 from function.tracing import context
+from reaper.devtools.procs import Process, free_port, function_command
 from tests.conftest import EVENT_KEY, PROJECT, TOKEN, Emulator, Sink, expired, function_env, new_id
 
 INBOUND_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -183,7 +183,7 @@ def test_no_opentelemetry_module_is_imported_without_otel_settings(emulator: Emu
     script = """
 import json, sys
 import functions_framework
-from function.procs import FUNCTION_SOURCE
+from reaper.devtools.procs import FUNCTION_SOURCE
 app = functions_framework.create_app("handle_http", str(FUNCTION_SOURCE), "http")
 answer = app.test_client().post("/", json={"instance_id": sys.argv[1]})
 loaded = sorted(m for m in sys.modules if m.split(".")[0] == "opentelemetry")

@@ -14,7 +14,7 @@ from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Final, Protocol
 
-from function import jsonlog
+from function import redaction
 from function.credentials.aksk import AkSkCredentials
 from function.errors import CredentialsError
 from function.secret import Secret
@@ -72,7 +72,7 @@ def request_credentials(headers: Mapping[str, str], project_id: str | None) -> I
     try:
         with ExitStack() as stack:
             for value in values:
-                stack.enter_context(jsonlog.request_secret(value))
+                stack.enter_context(redaction.request_secret(value))
             yield
     finally:
         _IN_EFFECT.reset(marker)

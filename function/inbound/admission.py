@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-from function.inbound.events import STRUCTURED
+from function.mediatypes import STRUCTURED
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 # Only JSON is read (design §7): a browser can POST text/plain cross-site, and nothing else is ours.

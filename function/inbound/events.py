@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 from function.catalog import INBOUND_TYPES, INSTANCE_SWEEP, TYPE_ALIASES
 from function.errors import BadEventError
 from function.inbound import strictjson
+from function.mediatypes import STRUCTURED
 from function.signing import EXTENSION
 from function.tracing.context import Parent
 
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
     from cloudevents.http import CloudEvent
 
 BATCH: Final = "application/cloudevents-batch+json"
-STRUCTURED: Final = "application/cloudevents+json"
 _REQUIRED_ATTRIBUTES: Final = {"id": 256, "source": 1024, "type": 256, "specversion": 16}
 _SPECVERSIONS: Final = ("1.0", "0.3")  # what the cloudevents SDK reads, and so the CloudEvent target
 

@@ -31,6 +31,7 @@ from cloudevents.http import CloudEvent
 from pika.adapters.blocking_connection import BlockingChannel
 
 from function.errors import HandOffError
+from function.mediatypes import STRUCTURED
 from function.secret import Secret
 
 BUCKETS_MS: Final = (
@@ -49,7 +50,6 @@ BUCKETS_MS: Final = (
 DUE_AT: Final = "x-reaper-due-at"
 DEDUP_KEY: Final = "x-reaper-dedup-key"
 ATTEMPTS: Final = "x-reaper-attempts"
-STRUCTURED: Final = "application/cloudevents+json"
 
 
 def wait_queue(input_queue: str, bucket_ms: int) -> str:

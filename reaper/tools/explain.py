@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, TextIO
 
-# The log line of a result announced from a status read another check made (``function.reaping``).
-SHARED_READ_ANNOUNCED: Final = "announced from a shared read"
+from function.jsonlog import SHARED_READ_ANNOUNCED, STEP_HANDLED
+
 # The lines that are steps of an instance: its own events, and a shared read that found it gone.
-_STEPS: Final = frozenset({"handled", SHARED_READ_ANNOUNCED})
+_STEPS: Final = frozenset({STEP_HANDLED, SHARED_READ_ANNOUNCED})
 
 
 @dataclass

@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
@@ -23,11 +23,11 @@ from typing import IO, Any, Final
 import httpx
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
-from werkzeug.wrappers import Request, Response
 
-from function.procs import Process, free_port, function_command, reaper_command, stop_all
-from function.send import sign
-from function.wsgi import threaded_server
+from function.jsonlog import STEP_HANDLED
+from reaper.devtools.procs import Process, free_port, function_command, reaper_command, stop_all
+from reaper.devtools.sink import serve_sink
+from reaper.tools.send import sign
 
 PROJECT: Final = "demo-project"
 # (scenario label, extra instance spec): a few with faults, so the retries are visible.
@@ -65,7 +65,7 @@ class Board:
 
     def on_log(self, line: dict[str, Any]) -> None:
         """Count one handled event and its busy time."""
-        if line.get("message") != "handled":
+        if line.get("message") != STEP_HANDLED:
             return
         with self.lock:
             row = self.rows.get(str(line.get("instance_id")))
@@ -99,23 +99,15 @@ class Board:
         return "\n".join(lines)
 
 
-@contextlib.contextmanager
-def _sink(board: Board) -> Iterator[str]:
-    """A tiny result sink on loopback (what K_SINK points at)."""
+def _receiver(board: Board) -> Callable[[bytes], int]:
+    """What the demo's sink does with a result: show it on the board."""
 
-    @Request.application
-    def app(request: Request) -> Response:
+    def receive(body: bytes) -> int:
         with contextlib.suppress(ValueError):
-            board.on_result(json.loads(request.get_data()))
-        return Response("", 202)
+            board.on_result(json.loads(body))
+        return 202
 
-    server = threaded_server("127.0.0.1", 0, app)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/"
-    finally:
-        server.shutdown()
+    return receive
 
 
 def _follow_log(stream: IO[bytes], board: Board, log_file: IO[str]) -> None:
@@ -180,7 +172,7 @@ def run_demo(instances: int = 10, timeout: float = 120.0, termination_seconds: f
     )  # fmt: skip
     started: list[Process] = []
     try:
-        with _sink(board) as sink_url, open(workdir / "function.log", "w") as log_file:
+        with serve_sink(_receiver(board)) as sink_url, open(workdir / "function.log", "w") as log_file:
             function = Process(
                 function_command(ports["function"]),
                 ports["function"],

@@ -13,7 +13,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Final
 
-FUNCTION_SOURCE: Final = Path(__file__).with_name("main.py")
+import function
+
+FUNCTION_SOURCE: Final = Path(function.__file__).with_name("main.py")
 
 
 def free_port() -> int:
@@ -111,13 +113,13 @@ def stop_all(processes: Sequence[Process]) -> None:
 
 def reaper_command(*args: str) -> list[str]:
     """argv for a ``reaper`` subcommand run by this interpreter."""
-    return [sys.executable, "-m", "function.cli", *args]
+    return [sys.executable, "-m", "reaper.cli", *args]
 
 
 def function_command(port: int, target: str = "handle", signature: str = "cloudevent") -> list[str]:
     """argv for ``reaper serve`` (gunicorn with reaper's limits, as in production)."""
     return [
-        sys.executable, "-m", "function.cli", "serve",
+        sys.executable, "-m", "reaper.cli", "serve",
         "--source", str(FUNCTION_SOURCE),
         "--target", target,
         "--signature-type", signature,

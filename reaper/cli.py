@@ -22,9 +22,9 @@ def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    from function.emulator.app import create_app
-    from function.emulator.fleet import Config, Fleet
     from function.wsgi import serve_forever
+    from reaper.devtools.emulator.app import create_app
+    from reaper.devtools.emulator.fleet import Config, Fleet
 
     specs = json.loads(Path(args.instances).read_text(encoding="utf-8")) if args.instances else []
 
@@ -53,19 +53,16 @@ def _emulator(args: argparse.Namespace) -> int:
 
 
 def _delay_service(args: argparse.Namespace) -> int:
-    from function.delay_service import is_loopback, wsgi_app
-    from function.wsgi import serve_forever
+    from reaper.companions.delay import serve
 
-    if not is_loopback(args.host):
-        raise ValueError(f"the delay service listens on loopback only, not {args.host!r}")
     allowed = tuple(args.allow_target or [os.environ.get("REAPER_SELF_URL") or "http://127.0.0.1:8080/"])
-    serve_forever(lambda: wsgi_app(args.db, allowed), args.host, args.port, threads=args.threads)
+    serve(args.host, args.port, args.db, allowed, threads=args.threads)
     return 0
 
 
 def _rabbitmq_relay(args: argparse.Namespace) -> int:
-    from function.rabbitmq_relay import Relay
     from function.secret import Secret
+    from reaper.companions.rabbitmq_relay import Relay
 
     relay = Relay(Secret(args.url), args.queue, args.target, prefetch=args.prefetch)
 
@@ -86,7 +83,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _send(args: argparse.Namespace) -> int:
-    from function.send import send
+    from reaper.tools.send import send
 
     secrets = {"webhook": "REAPER_WEBHOOK_SECRET", "qstash": "QSTASH_CURRENT_SIGNING_KEY"}
     secret = args.secret or os.environ.get(secrets.get(args.auth, ""))
@@ -95,7 +92,7 @@ def _send(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from function.demo import run_demo
+    from reaper.devtools.demo import run_demo
 
     return run_demo(
         instances=args.instances, timeout=args.timeout, termination_seconds=args.termination_seconds
@@ -103,7 +100,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from function.explain import explain
+    from reaper.tools.explain import explain
 
     if not args.logs:
         return explain([sys.stdin], sys.stdout, args.instance)
@@ -176,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     relay.add_argument("--prefetch", type=int, default=16)
     relay.set_defaults(run=_rabbitmq_relay)
 
-    from function.send import AUTH_METHODS, SHAPES
+    from reaper.tools.send import AUTH_METHODS, SHAPES
 
     sender = commands.add_parser("send", help="fire an instance-expired or sweep event at a URL")
     sender.add_argument("url")
@@ -210,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _default_send_auth() -> str:
-    from function.send import AUTH_METHODS
+    from reaper.tools.send import AUTH_METHODS
 
     listed = [m.strip().lower() for m in os.environ.get("REAPER_INBOUND_AUTH", "").split(",")]
     return next((m for m in listed if m in AUTH_METHODS), "platform")
@@ -225,6 +222,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args))
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("reaper.devtools"):
+            raise
+        # The production image ships the function and its companions, not the developer tools.
+        print(
+            f"reaper {args.command}: a developer tool, not in this install; run it from a checkout",
+            file=sys.stderr,
+        )
+        return 2
     except (OSError, ValueError, httpx.HTTPError) as exc:
         print(f"reaper {args.command}: {exc}", file=sys.stderr)
         return 2

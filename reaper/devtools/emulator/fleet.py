@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from function.emulator.keys import KeyRing
+from reaper.devtools.emulator.keys import KeyRing
 
 DELETABLE: Final = frozenset({"running", "stopped", "pending", "failed", "error"})
 KNOWN_OUTCOMES: Final = frozenset({"terminate", "fail", "stuck"})

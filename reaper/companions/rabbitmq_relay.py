@@ -21,7 +21,8 @@ from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
 from function import outbound
-from function.schedulers.rabbitmq import ATTEMPTS, DUE_AT, STRUCTURED, connect, declare_topology, publish
+from function.mediatypes import STRUCTURED
+from function.schedulers.rabbitmq import ATTEMPTS, DUE_AT, connect, declare_topology, publish
 from function.secret import Secret
 
 _LOG = logging.getLogger("reaper.relay")

@@ -1,0 +1,1 @@
+"""reaper's one command and what runs beside the function: companion services, operator and dev tools."""

@@ -1,0 +1,1 @@
+"""Operator tools shipped with the image: send a test event, explain a log."""
