@@ -33,7 +33,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(STAMP)  ## mypy --strict over function, reaper, bench and tests (pyproject [tool.mypy] files)
 	$(BIN)/mypy --strict
 
 check: lint typecheck test

@@ -29,8 +29,8 @@ import httpx
 from werkzeug.wrappers import Request, Response
 
 from bench.stack import BENCH, SAFETY, TOKEN, Stack, log_lines, rss_mb, worker_pid
-from function.wsgi import threaded_server
 from reaper.devtools.procs import Process, free_port, function_command, reaper_command
+from reaper.servers import threaded_server
 
 OUT = BENCH.parent / "docs" / "reliability.md"
 EVENTS_PROJECT = "soak-events"

@@ -18,8 +18,8 @@ from typing import IO, Any
 import httpx
 from werkzeug.wrappers import Request, Response
 
-from function.wsgi import threaded_server
 from reaper.devtools.procs import Process, free_port, function_command, reaper_command
+from reaper.servers import threaded_server
 
 BENCH = Path(__file__).parent
 NOOP_SOURCE = BENCH / "noop_main.py"  # the do-nothing function every figure is compared with

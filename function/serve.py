@@ -13,13 +13,14 @@ import contextlib
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
+
 from function import envvars
 from function.errors import SettingsError, refuse_to_start
-from function.wsgi import run_gunicorn
 
 _LOG = logging.getLogger("reaper.serve")
 
@@ -31,7 +32,7 @@ LIMITS: Final[dict[str, Any]] = {
     "timeout": 60,
     # SIGTERM (every scale-down on Cloud Run and Knative): requests in hand finish, no new ones start.
     # 8 s fits inside Cloud Run's 10 s between SIGTERM and SIGKILL; a request still running then was not
-    # answered 2xx, so its source redelivers it (tests/test_reliability.py, SIGTERM under load).
+    # answered 2xx, so its source redelivers it (tests/integration/test_reliability.py, SIGTERM under load).
     "graceful_timeout": 8,
     # Longer than the 60 s idle timeout of common load balancers, so they close idle connections first.
     "keepalive": 75,
@@ -96,3 +97,25 @@ def serve(source: str, target: str, signature: str, host: str, port: int) -> Non
         refuse_to_start(exc)
     app = create_app(target, source, signature)  # type: ignore[no-untyped-call]
     run_gunicorn(lambda: app, options)
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    """Gunicorn embedded: one worker process (state lives there), gthread, HTTP keep-alive."""
+
+    def __init__(self, factory: Callable[[], Any], options: dict[str, Any]) -> None:
+        self._factory = factory
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        # Called in the worker after the fork: threads, sockets and databases are created there.
+        return self._factory()
+
+
+def run_gunicorn(factory: Callable[[], Any], options: dict[str, Any]) -> None:
+    """Run gunicorn in this process with ``options`` until SIGTERM/SIGINT."""
+    _Gunicorn(factory, options).run()

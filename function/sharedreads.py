@@ -64,7 +64,7 @@ class SharedStatus:
             decision = core.on_status_answer(
                 peer, answer, reading.at, self.policy, self.rand, token_reloaded=False
             )
-            if not isinstance(decision, core.Finish):  # gone is final (tests/test_watch.py)
+            if not isinstance(decision, core.Finish):  # gone is final (tests/integration/test_watch.py)
                 continue
             with tracing.active(step) if step else contextlib.nullcontext():
                 try:

@@ -1,4 +1,4 @@
-"""The ``reaper`` command: ``emulator``, ``delay-service`` and ``demo``."""
+"""The one ``reaper`` command: the function (``serve``), its companions, the operator and developer tools."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    from function.wsgi import serve_forever
     from reaper.devtools.emulator.app import create_app
     from reaper.devtools.emulator.fleet import Config, Fleet
+    from reaper.servers import serve_forever
 
     specs = json.loads(Path(args.instances).read_text(encoding="utf-8")) if args.instances else []
 

@@ -19,9 +19,9 @@ from cloudevents.conversion import to_binary, to_structured
 from cloudevents.http import CloudEvent
 from werkzeug.wrappers import Request, Response
 
-from function.wsgi import threaded_server
 from reaper.devtools.procs import Process, free_port, function_command, reaper_command, stop_all
 from reaper.devtools.sink import serve_sink
+from reaper.servers import threaded_server
 from reaper.tools.send import sign
 
 PROJECT = "proj-test"

@@ -1,7 +1,7 @@
 """The pure decisions: given a step and what CloudDC answered, what happens next — and nothing else.
 
 No I/O, no clock reads, no environment: ``now``, the policy and ``rand`` are passed in. The import rule of
-this folder is the standard library and itself only (``tests/test_layers.py`` fails on any other
+this folder is the standard library and itself only (``tests/integration/test_layers.py`` fails on any other
 import). The shell (``function.reaping``, ``function.sweeping``) carries out what is decided.
 
 - ``records``: the policy, the job that rides in follow-ups, an API answer, a result, the decisions;

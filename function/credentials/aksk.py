@@ -13,8 +13,8 @@ The canonical request, as Huawei's SDK (``huaweicloudsdkcore.signer.Signer``) bu
 
 reaper signs ``host``, ``x-sdk-date``, ``content-type`` when present, ``x-project-id`` and
 ``x-security-token`` (temporary keys): the headers that mean something, not hop-by-hop ones a proxy
-may rewrite. ``tests/test_credentials.py`` proves the result equal to the SDK's on generated requests;
-the runtime never imports the SDK.
+may rewrite. ``tests/integration/test_credentials.py`` proves the result equal to the SDK's on
+generated requests; the runtime never imports the SDK.
 """
 
 from __future__ import annotations

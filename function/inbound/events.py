@@ -4,7 +4,7 @@ Accepts CloudEvents in binary and structured mode (also structured JSON sent as
 ``application/json``); batch mode is refused with 415. A request is read here directly, not through
 the cloudevents SDK: reaper needs six attributes and the data, and the SDK's objects cost more than
 the rest of the parse (docs/performance-notes.md). The SDK stays the CloudEvent target's parser, and
-the tests' oracle: ``tests/test_parse_fuzz.py`` checks both read every request alike.
+the tests' oracle: ``tests/unit/test_parse_fuzz.py`` checks both read every request alike.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 from werkzeug.wrappers import Request, Response
 
-from function.wsgi import threaded_server
+from reaper.servers import threaded_server
 
 
 @contextlib.contextmanager

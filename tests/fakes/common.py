@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from function.wsgi import threaded_server
+from reaper.servers import threaded_server
 
 
 @dataclass(order=True)

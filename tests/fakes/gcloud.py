@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ class Cloud:
 
     def run(self, words: list[str], flags: dict[str, str]) -> str:
         command = " ".join(words[:3])
-        handler = {
+        handler: dict[str, Callable[[], object]] = {
             "config set project": lambda: "",
             "iam service-accounts describe": lambda: self._exists("accounts", words[3]),
             "iam service-accounts create": lambda: self._create_account(words[3]),

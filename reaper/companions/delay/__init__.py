@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from function.wsgi import serve_forever
 from reaper.companions.delay.allowlist import is_loopback
+from reaper.servers import serve_forever
 
 
 def serve(

@@ -13,10 +13,10 @@ import flask
 
 from function import jsontext
 from function.bodylimit import BodyLimit
-from function.wsgi import json_response
 from reaper.companions.delay.allowlist import target_allowed
 from reaper.companions.delay.dispatcher import Dispatcher
 from reaper.companions.delay.store import DelayStore
+from reaper.servers import json_response
 
 _LOG = logging.getLogger("reaper.delay")
 MAX_DELAY: Final = 30 * 24 * 3600.0

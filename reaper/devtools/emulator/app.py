@@ -10,8 +10,8 @@ from typing import Any, Final
 import flask
 from werkzeug.serving import BaseWSGIServer
 
-from function.wsgi import json_response, threaded_server
 from reaper.devtools.emulator.fleet import Config, Fault, Fleet
+from reaper.servers import json_response, threaded_server
 
 _MAX_IDS_PER_LIST: Final = 100
 _MAX_IDS_PER_BATCH: Final = 50

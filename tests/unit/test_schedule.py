@@ -6,6 +6,7 @@ import dataclasses
 import random
 import statistics
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -17,14 +18,14 @@ from function.core import DeleteTiming, Estimate, Job, Policy
 from function.deletetimes import DeleteTimes
 from function.errors import SettingsError
 from function.settings import Settings
-from tests.test_settings import BASE
+from tests.unit.test_settings import BASE
 
 POLICY = Policy(check_delay=15, check_max_delay=300, deadline=7200)
 NOT_A_SCOUT: Callable[[], float] = lambda: 0.5  # noqa: E731
 T0 = 1_000_000.0
 
 
-def accepted(expected: float | None, **changes: object) -> Job:
+def accepted(expected: float | None, **changes: Any) -> Job:
     job = Job("i-1", "p-1", "evt-1", T0, T0 + 7200, deleted_at=T0, expected=expected)
     return dataclasses.replace(job, **changes)
 
@@ -231,8 +232,8 @@ def test_a_fleet_whose_deletes_vary_keeps_the_brackets_middle() -> None:
 
 def test_the_bench_protocol_meets_the_targets_in_nearly_every_run() -> None:
     """``bench.schedule_sim`` replays §1 of the benchmarks through the core over many seeds, each check
-    reading its own status (reads shared: tests/test_watch.py): uniform fleets meet ≤ 2.5 calls in every run
-    and lag p95 ≤ 10 % of T in at least 90 % of runs, checks delivered late."""
+    reading its own status (reads shared: tests/integration/test_watch.py): uniform fleets meet ≤ 2.5
+    calls in every run and lag p95 ≤ 10 % of T in at least 90 % of runs, checks delivered late."""
     for took in (20.0, 60.0):
         for late in (0.05, 0.3, 1.0):
             runs = [schedule_sim.simulate(took, 0.0, seed, late, shared=False) for seed in range(20)]

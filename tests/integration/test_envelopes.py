@@ -22,7 +22,7 @@ from tests.conftest import (
 )
 
 pytestmark = pytest.mark.integration
-SAMPLES = Path(__file__).parents[1] / "events" / "samples" / "envelopes"
+SAMPLES = Path(__file__).parents[2] / "events" / "samples" / "envelopes"
 SAMPLE_PROJECT = "0123456789abcdef0123456789abcdef"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,9 +70,7 @@ def test_a_secret_in_a_log_line_stays_masked() -> None:
     """A Secret passed as a log field is written by its mask; its value is redacted in any case."""
     secret = Secret("jsontext-secret-0123456789")
     line = jsonlog.JsonFormatter().format(
-        jsonlog.logging.makeLogRecord(
-            {"msg": "m", "levelname": "INFO", "field": secret, "raw": secret.reveal()}
-        )
+        logging.makeLogRecord({"msg": "m", "levelname": "INFO", "field": secret, "raw": secret.reveal()})
     )
     assert "jsontext-secret-0123456789" not in line
     assert json.loads(line)["field"] == "Secret('***')"

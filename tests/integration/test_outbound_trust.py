@@ -57,19 +57,25 @@ def fetch(url: str) -> httpx.Response:
         return client.get(url)
 
 
-def test_a_private_ca_is_refused_with_its_reason(trust, tls_server) -> None:
+def test_a_private_ca_is_refused_with_its_reason(
+    trust: pytest.MonkeyPatch, tls_server: HostileServer
+) -> None:
     """By default certifi's CAs alone: the test CA's certificate is refused, and the error says why."""
     with pytest.raises(httpx.ConnectError, match="certificate verify failed: unable to get local issuer"):
         fetch(tls_server.url)
 
 
-def test_ssl_cert_file_is_trusted_as_httpx_trusts_it(trust, tls_server, pki) -> None:
+def test_ssl_cert_file_is_trusted_as_httpx_trusts_it(
+    trust: pytest.MonkeyPatch, tls_server: HostileServer, pki: tuple[ssl.SSLContext, Path]
+) -> None:
     """``SSL_CERT_FILE`` names the CAs to trust, as it does for httpx."""
     trust.setenv("SSL_CERT_FILE", str(pki[1]))
     assert fetch(tls_server.url).json() == {"ok": True}
 
 
-def test_ssl_cert_dir_is_trusted_as_httpx_trusts_it(trust, tls_server, pki, tmp_path: Path) -> None:
+def test_ssl_cert_dir_is_trusted_as_httpx_trusts_it(
+    trust: pytest.MonkeyPatch, tls_server: HostileServer, pki: tuple[ssl.SSLContext, Path], tmp_path: Path
+) -> None:
     """``SSL_CERT_DIR``: a directory of CA files named by their subject hash (OpenSSL's ``c_rehash``)."""
     subject_hash = subprocess.run(
         ["openssl", "x509", "-hash", "-noout", "-in", str(pki[1])], capture_output=True, check=True, text=True
@@ -79,7 +85,9 @@ def test_ssl_cert_dir_is_trusted_as_httpx_trusts_it(trust, tls_server, pki, tmp_
     assert fetch(tls_server.url).json() == {"ok": True}
 
 
-def test_reaper_ca_bundle_adds_a_private_ca_to_the_public_ones(trust, tls_server, pki) -> None:
+def test_reaper_ca_bundle_adds_a_private_ca_to_the_public_ones(
+    trust: pytest.MonkeyPatch, tls_server: HostileServer, pki: tuple[ssl.SSLContext, Path]
+) -> None:
     """``REAPER_CA_BUNDLE`` adds to certifi's bundle rather than replacing it: public endpoints still
     verify (the store holds certifi's roots too) and the private one now does."""
     trust.setenv("REAPER_CA_BUNDLE", str(pki[1]))
@@ -106,7 +114,7 @@ def test_a_ca_bundle_that_cannot_be_read_refuses_to_start(tmp_path: Path) -> Non
 
 @pytest.mark.integration
 def test_through_the_function_a_refused_certificate_is_named_and_a_bundle_mends_it(
-    function_factory: FunctionFactory, pki, sink: Sink
+    function_factory: FunctionFactory, pki: tuple[ssl.SSLContext, Path], sink: Sink
 ) -> None:
     """Against CloudDC behind a private CA: without the CA the result is ``certificate-error`` with the
     reason, also in the log line; with ``REAPER_CA_BUNDLE`` the same instance is read and deleted."""
@@ -230,7 +238,9 @@ def test_a_secret_json_would_escape_is_redacted_in_every_value(escaped_secret: s
     assert document["object"] == f"opaque({redaction.REDACTED})"
 
 
-def test_clouddc_through_a_proxy_reads_a_gzip_answer_as_the_direct_path_does(monkeypatch) -> None:
+def test_clouddc_through_a_proxy_reads_a_gzip_answer_as_the_direct_path_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Behind HTTP_PROXY the CloudDC client reads the same raw bytes as without one: a gzip listing is
     decoded once (httpx's decoding would leave the header claiming gzip over plain bytes), within the cap."""
     body = gzipped(listing(record("i-proxied")))

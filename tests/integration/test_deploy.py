@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,16 @@ import yaml
 
 from function.settings import REQUIRED, SERVER_VARIABLES, VARIABLES
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 DEPLOY = ROOT / "deploy"
 BIN = Path(sys.executable).parent
 KNOWN = VARIABLES | SERVER_VARIABLES
+
+
+def pair(text: str) -> tuple[str, str]:
+    """``NAME=value`` as (NAME, value)."""
+    name, _, value = text.partition("=")
+    return name, value
 
 
 def knative_service_env() -> dict[str, str]:
@@ -35,21 +42,21 @@ def cloudrun_env() -> dict[str, str]:
     script = (DEPLOY / "cloudrun" / "deploy.sh").read_text()
     env: dict[str, str] = {}
     for group in re.findall(r'--(?:set|update)-env-vars="([^"]+)"', script):
-        env.update(item.split("=", 1) for item in group.split(","))  # type: ignore[arg-type]
+        env.update(pair(item) for item in group.split(","))
     for group in re.findall(r'--set-secrets="([^"]+)"', script):
         # NAME=secret:version is an environment variable; /path=secret:version a mounted file.
-        env.update(item.split("=", 1) for item in group.split(",") if not item.startswith("/"))  # type: ignore[arg-type]
+        env.update(pair(item) for item in group.split(",") if not item.startswith("/"))
     return env
 
 
 def env_file(path: Path) -> dict[str, str]:
     lines = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    return dict(line.split("=", 1) for line in lines)  # type: ignore[misc]
+    return dict(pair(line) for line in lines)
 
 
 def unit_env(path: Path) -> dict[str, str]:
     return dict(
-        line.split("=", 2)[1:]  # type: ignore[misc]
+        pair(line.removeprefix("Environment="))
         for line in path.read_text().splitlines()
         if line.startswith("Environment=")
     )
@@ -60,11 +67,11 @@ def dockerfile_env() -> dict[str, str]:
     env: dict[str, str] = {}
     for line in text.splitlines():
         if line.startswith("ENV "):
-            env.update(pair.split("=", 1) for pair in line[4:].split())  # type: ignore[arg-type]
+            env.update(pair(item) for item in line[4:].split())
     return env
 
 
-DEPLOYMENTS = {
+DEPLOYMENTS: dict[str, Callable[[], dict[str, str]]] = {
     "knative service": knative_service_env,
     "functiongraph function": functiongraph_env,
     "cloud run": cloudrun_env,

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -14,7 +15,7 @@ from cloudevents.conversion import to_binary
 
 from reaper.devtools.procs import Process, free_port, function_command
 from tests.conftest import PROJECT, Emulator, Function, Sink, expired, function_env, new_id
-from tests.test_tracing import console_records
+from tests.integration.test_tracing import console_records
 
 pytestmark = pytest.mark.integration
 
@@ -119,8 +120,8 @@ def _explain(log: Path, instance: str | None = None) -> subprocess.CompletedProc
     return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
 
 
-def _json_lines(path: Path) -> list[dict[str, object]]:
-    found = []
+def _json_lines(path: Path) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
     for text in path.read_text(encoding="utf-8", errors="replace").splitlines():
         if text.startswith("{"):
             found.append(json.loads(text))

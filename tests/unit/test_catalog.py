@@ -17,7 +17,7 @@ from function.errors import BadEventError
 from function.secret import Secret
 from function.signing import EventSigner
 
-EVENTS = Path(__file__).parents[1] / "events"
+EVENTS = Path(__file__).parents[2] / "events"
 TYPES = sorted(p.stem for p in (EVENTS / "schemas").glob("*.json"))
 
 

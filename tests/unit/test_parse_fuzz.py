@@ -215,7 +215,9 @@ def sdk_reads(request_headers: dict[str, str], body: bytes) -> InboundEvent:
         if not isinstance(value, str) or not value.strip() or len(value) > limit:
             raise BadEventError(f"{name} missing or too long")
     try:
-        event = from_dict(document) if structured else from_http(lowered, body, data_unmarshaller=lambda b: b)
+        event = (
+            from_dict(attributes) if structured else from_http(lowered, body, data_unmarshaller=lambda b: b)
+        )
     except _SDK_ERRORS as exc:
         raise BadEventError(f"not a valid CloudEvent: {exc}") from None
     return from_cloudevent(event)

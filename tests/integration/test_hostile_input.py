@@ -163,7 +163,7 @@ def test_webhook_headers_that_break_parsers_are_401(emulator: Emulator, webhook_
             "webhook-signature": "v1,\u00e9t\u00e9",
         },
     ):
-        sent = {**headers, **{k: v.encode() for k, v in extra.items()}}
+        sent = [(k.encode(), v.encode()) for k, v in {**headers, **extra}.items()]
         response = httpx.post(webhook_function.url, headers=sent, content=body)
         assert response.status_code == 401, (extra, response.text)
     assert emulator.touching(instance) == []

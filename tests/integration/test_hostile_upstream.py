@@ -194,6 +194,15 @@ UNREADABLE: dict[str, Callable[[str], Reply]] = {
 
 
 @pytest.mark.parametrize("case", sorted(UNREADABLE))
+def running_reply(instance: str) -> Behaviour:
+    """Answer every read of ``instance`` with its record, running."""
+
+    def reply(_seen: Seen) -> Reply:
+        return Reply(response(200, listing(record(instance))))
+
+    return reply
+
+
 def test_an_unreadable_read_is_retried_never_gone_and_never_deleted(
     case: str, hostile: Function, upstream: Upstream, sink: Sink
 ) -> None:
@@ -298,7 +307,7 @@ def test_a_post_after_the_server_closed_the_connection_is_not_a_503(
     try:
         for _ in range(3):
             instance = new_id("stale")
-            upstream.reads[instance] = lambda seen, i=instance: Reply(response(200, listing(record(i))))
+            upstream.reads[instance] = running_reply(instance)
             outcome, _ = reap(hostile, instance)
             assert outcome["outcome"] == "scheduled-status", outcome
             time.sleep(0.3)

@@ -1,4 +1,4 @@
-"""Servers for the local services: gunicorn for the emulator and delay service, werkzeug for sinks."""
+"""Servers for what runs beside the function: gunicorn (delay service, emulator), werkzeug (sinks)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import flask
-from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from function.serve import run_gunicorn
 
 
 def json_response(body: Any, status: int = 200) -> flask.Response:
@@ -29,23 +30,6 @@ class QuietRequestHandler(WSGIRequestHandler):
 def threaded_server(host: str, port: int, app: Any) -> BaseWSGIServer:
     """A threaded, quiet WSGI server (port 0 picks a free one)."""
     return make_server(host, port, app, threaded=True, request_handler=QuietRequestHandler)
-
-
-class _Gunicorn(BaseApplication):  # type: ignore[misc]
-    """Gunicorn embedded: one worker process (state lives there), gthread, HTTP keep-alive."""
-
-    def __init__(self, factory: Callable[[], Any], options: dict[str, Any]) -> None:
-        self._factory = factory
-        self._options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self._options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Any:
-        # Called in the worker after the fork: threads, sockets and databases are created there.
-        return self._factory()
 
 
 def serve_forever(factory: Callable[[], Any], host: str, port: int, *, threads: int = 32) -> None:
@@ -69,8 +53,3 @@ def serve_forever(factory: Callable[[], Any], host: str, port: int, *, threads: 
             "loglevel": "warning",
         },
     )
-
-
-def run_gunicorn(factory: Callable[[], Any], options: dict[str, Any]) -> None:
-    """Run gunicorn in this process with ``options`` until SIGTERM/SIGINT."""
-    _Gunicorn(factory, options).run()

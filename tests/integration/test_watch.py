@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -21,12 +22,12 @@ T0 = 1_000_000.0
 STATES = ["shutting-down", "shutting_down", "terminated", "failed", "error", "running", "stopped", None]
 
 
-def accepted(instance_id: str, expected: float = 60.0, **changes: object) -> Job:
+def accepted(instance_id: str, expected: float = 60.0, **changes: Any) -> Job:
     job = Job(instance_id, "p-1", f"evt-{instance_id}", T0, T0 + 7200, deleted_at=T0, expected=expected)
     return dataclasses.replace(job, **changes)
 
 
-def check_in(delay: float, instance_id: str = "i-1", **changes: object) -> core.Schedule:
+def check_in(delay: float, instance_id: str = "i-1", **changes: Any) -> core.Schedule:
     return core.Schedule("status", accepted(instance_id, **changes), delay, "state shutting-down")
 
 

@@ -17,7 +17,7 @@ from huaweicloudsdkclouddc.v1 import model as clouddc_model
 from huaweicloudsdkeg.v1 import model as eg_model
 from huaweicloudsdkfunctiongraph.v2 import model as fg_model
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 DEPLOY = ROOT / "deploy"
 SCRIPT = DEPLOY / "cloudrun" / "deploy.sh"
 

@@ -22,8 +22,8 @@ from function import catalog
 from function.schedulers import rabbitmq
 from function.secret import Secret
 from function.signing import EventSigner
-from function.wsgi import threaded_server
 from reaper.devtools.procs import free_port, reaper_command
+from reaper.servers import threaded_server
 from reaper.tools.send import SHAPES, build_request
 from tests.conftest import (
     EVENT_KEY,

@@ -6,6 +6,7 @@ import threading
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -27,7 +28,7 @@ def stamp(delta: timedelta) -> str:
 def test_expired_ids_picks_deletable_expired_instances() -> None:
     """Only running/stopped instances whose expiry has passed are picked; bad metadata is ignored."""
     past, future = "2026-01-01T00:00:00Z", "2999-01-01T00:00:00+00:00"
-    records = [
+    records: list[dict[str, Any]] = [
         {"id": "a", "state": "running", "metadata": {"k": past}},
         {"id": "b", "state": "stopped", "metadata": {"k": past}},
         {"id": "c", "state": "shutting-down", "metadata": {"k": past}},
@@ -48,7 +49,7 @@ def test_expired_ids_picks_deletable_expired_instances() -> None:
 def test_batch_list_decides_per_instance() -> None:
     """One read of a batch finishes some instances, keeps others, re-deletes those back to running."""
     job = sweep.BatchJob("p", ("a", "b", "c", "d", "e"), "o", NOW - 60, NOW + 600, deleted_at=NOW - 50)
-    records = [
+    records: list[dict[str, Any]] = [
         {"id": "a", "state": "terminated"},
         {"id": "c", "state": "error"},
         {"id": "d", "state": "shutting_down"},
@@ -96,7 +97,7 @@ def test_sweep_of_1000_instances_with_300_expired(
     two more sweeps overlapping each other cause no extra DELETE."""
     project = f"sweep-{uuid.uuid4().hex[:8]}"
     past, future = stamp(timedelta(minutes=-5)), stamp(timedelta(days=1))
-    specs = []
+    specs: list[dict[str, Any]] = []
     for n in range(1000):
         metadata = (
             {"reaper-expires-at": past}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 # What must never ship: the developer tools and the benchmarks.
 NOT_SHIPPED = re.compile(r"(^|/)(emulator|demo\.py|procs\.py|devtools|bench)(/|$)")

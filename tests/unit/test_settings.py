@@ -93,7 +93,9 @@ def test_bad_settings_fail_with_one_clear_line(env: dict[str, str], message: str
 def test_trust_settings_default_to_refusal(tmp_path: Path) -> None:
     """The allowlist defaults to CLOUDDC_PROJECT_ID alone; '*' is every project; the key may be a file."""
     assert Settings.from_env(BASE).allowed_projects == frozenset({"p0"})
-    assert Settings.from_env({**BASE, "REAPER_ALLOWED_PROJECTS": " a , b "}).allowed_projects == {"a", "b"}
+    assert Settings.from_env({**BASE, "REAPER_ALLOWED_PROJECTS": " a , b "}).allowed_projects == frozenset(
+        {"a", "b"}
+    )
     assert Settings.from_env({**BASE, "REAPER_ALLOWED_PROJECTS": "*"}).allowed_projects is None
     key_file = tmp_path / "event-key"
     key_file.write_text("from-a-file-0123456789\n")

@@ -15,13 +15,13 @@ from werkzeug.serving import BaseWSGIServer
 
 from function.errors import HandOffError
 from function.schedulers.local import LocalScheduler
-from function.wsgi import threaded_server
 from reaper.companions.delay import serve
 from reaper.companions.delay.allowlist import is_loopback, target_allowed
 from reaper.companions.delay.api import create_app
 from reaper.companions.delay.dispatcher import Dispatcher
 from reaper.companions.delay.store import DelayStore
 from reaper.devtools.procs import free_port
+from reaper.servers import threaded_server
 from tests.conftest import Receiver, wait_until
 
 

@@ -21,9 +21,10 @@ from function.schedulers import rabbitmq
 from function.secret import Secret
 from reaper.devtools.procs import FUNCTION_SOURCE, Process, free_port
 from tests.conftest import TOKEN, Emulator, new_id, wait_until
+from tests.integration.test_deploy import pair
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 DEPLOY = ROOT / "deploy"
 BIN = Path(sys.executable).parent
 FG_PROJECT = "0123456789abcdef0123456789abcdef"
@@ -35,7 +36,7 @@ def dockerfile() -> tuple[dict[str, str], list[str], str]:
     env: dict[str, str] = {}
     for line in text.splitlines():
         if line.startswith("ENV "):
-            env.update(pair.split("=", 1) for pair in line[4:].split())  # type: ignore[arg-type]
+            env.update(pair(item) for item in line[4:].split())
     [cmd] = [json.loads(line[4:]) for line in text.splitlines() if line.startswith("CMD ")]
     [user] = [line[5:].strip() for line in text.splitlines() if line.startswith("USER ")]
     return env, cmd, user

@@ -128,7 +128,9 @@ def call(transport: httpx.BaseTransport, method: str, url: str, timeout: float =
     return client.request(method, url, content=b"{}" if method == "POST" else None)
 
 
-def test_requests_from_one_thread_share_one_connection(serve, transport) -> None:
+def test_requests_from_one_thread_share_one_connection(
+    serve: Callable[..., RawServer], transport: KeepAliveTransport
+) -> None:
     """Follow-up after follow-up goes out on the connection the first call opened."""
     server = serve(always("answer"))
     for _ in range(5):
@@ -136,7 +138,9 @@ def test_requests_from_one_thread_share_one_connection(serve, transport) -> None
     assert server.connections == 1
 
 
-def test_each_thread_has_its_own_connection(serve, transport) -> None:
+def test_each_thread_has_its_own_connection(
+    serve: Callable[..., RawServer], transport: KeepAliveTransport
+) -> None:
     """Threads never wait for each other's connection: no pool lock on the hot path."""
     server = serve(always("answer"))
     threads = [threading.Thread(target=call, args=(transport, "GET", server.url + "/")) for _ in range(3)]
@@ -148,7 +152,9 @@ def test_each_thread_has_its_own_connection(serve, transport) -> None:
     assert len(server.requests) == 3
 
 
-def test_a_connection_the_server_closed_while_idle_is_replaced_before_use(serve) -> None:
+def test_a_connection_the_server_closed_while_idle_is_replaced_before_use(
+    serve: Callable[..., RawServer],
+) -> None:
     """The server's idle timeout closed the connection: even a POST goes out on a new one, once."""
     now = [0.0]
     transport = KeepAliveTransport(clock=lambda: now[0])
@@ -162,7 +168,9 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_before_use(serve)
     assert [number for number, _ in server.requests] == [1, 2]
 
 
-def test_an_idempotent_request_that_met_a_closing_connection_is_sent_again(serve, transport) -> None:
+def test_an_idempotent_request_that_met_a_closing_connection_is_sent_again(
+    serve: Callable[..., RawServer], transport: KeepAliveTransport
+) -> None:
     """The close raced our request and nothing came back: a GET or DELETE is repeated on a new connection."""
     server = serve(lambda connection, index: "drop" if (connection, index) == (1, 1) else "answer")
     assert call(transport, "GET", server.url + "/a").status_code == 200
@@ -171,7 +179,9 @@ def test_an_idempotent_request_that_met_a_closing_connection_is_sent_again(serve
     assert [line.split(b" ")[0] for _, line in server.requests] == [b"GET", b"DELETE", b"DELETE"]
 
 
-def test_a_post_that_met_a_closing_connection_is_not_sent_twice(serve, transport) -> None:
+def test_a_post_that_met_a_closing_connection_is_not_sent_twice(
+    serve: Callable[..., RawServer], transport: KeepAliveTransport
+) -> None:
     """A POST may have been acted on: the caller hears of the failure instead of a silent second send."""
     server = serve(lambda connection, index: "drop" if (connection, index) == (1, 1) else "answer")
     assert call(transport, "GET", server.url + "/a").status_code == 200
@@ -181,7 +191,9 @@ def test_a_post_that_met_a_closing_connection_is_not_sent_twice(serve, transport
     assert call(transport, "POST", server.url + "/v1/events").status_code == 200
 
 
-def test_a_fresh_connection_that_fails_is_not_retried(serve, transport) -> None:
+def test_a_fresh_connection_that_fails_is_not_retried(
+    serve: Callable[..., RawServer], transport: KeepAliveTransport
+) -> None:
     """Only a reused connection can be stale: a new one that drops the request is a real failure."""
     server = serve(always("drop"))
     with pytest.raises(httpx.RemoteProtocolError):
@@ -189,7 +201,7 @@ def test_a_fresh_connection_that_fails_is_not_retried(serve, transport) -> None:
     assert server.connections == 1
 
 
-def test_the_servers_keep_alive_timeout_is_honoured(serve) -> None:
+def test_the_servers_keep_alive_timeout_is_honoured(serve: Callable[..., RawServer]) -> None:
     """``Keep-Alive: timeout=1``: a connection idle for longer is not reused (nor probed)."""
     now = [0.0]
     transport = KeepAliveTransport(clock=lambda: now[0])
@@ -206,7 +218,9 @@ def test_the_servers_keep_alive_timeout_is_honoured(serve) -> None:
         transport.close()
 
 
-def test_a_server_that_never_answers_times_out(serve, transport) -> None:
+def test_a_server_that_never_answers_times_out(
+    serve: Callable[..., RawServer], transport: KeepAliveTransport
+) -> None:
     """The read timeout is httpx's: a silent server is a ``ReadTimeout``, not a hang."""
     listener = socket.create_server(("127.0.0.1", 0))
     try:
@@ -216,7 +230,9 @@ def test_a_server_that_never_answers_times_out(serve, transport) -> None:
         listener.close()
 
 
-def test_a_reused_connection_takes_each_requests_own_timeout(serve, transport) -> None:
+def test_a_reused_connection_takes_each_requests_own_timeout(
+    serve: Callable[..., RawServer], transport: KeepAliveTransport
+) -> None:
     """The timeout is set on the socket only when it changes, yet every request gets its own.
 
     A first request with a long timeout, a second on the same connection with a short one, which the
@@ -254,7 +270,9 @@ def test_a_timeout_that_did_not_change_is_not_set_again() -> None:
         right.close()
 
 
-def test_a_request_larger_than_the_send_buffer_goes_out_whole(serve, transport) -> None:
+def test_a_request_larger_than_the_send_buffer_goes_out_whole(
+    serve: Callable[..., RawServer], transport: KeepAliveTransport
+) -> None:
     """The first write takes what the socket buffer holds; the rest follows within the timeout."""
     server = serve(always("keep"))
     body = bytes(range(256)) * (64 * 1024)  # 16 MiB, far past any loopback send buffer
@@ -266,7 +284,7 @@ def test_a_request_larger_than_the_send_buffer_goes_out_whole(serve, transport) 
     assert server.connections == 1
 
 
-def test_nothing_listening_is_a_connect_error(transport) -> None:
+def test_nothing_listening_is_a_connect_error(transport: KeepAliveTransport) -> None:
     """A refused connection maps to ``httpx.ConnectError`` as with httpx's own transport."""
     unused = socket.create_server(("127.0.0.1", 0))
     port = unused.getsockname()[1]
@@ -275,7 +293,7 @@ def test_nothing_listening_is_a_connect_error(transport) -> None:
         call(transport, "GET", f"http://127.0.0.1:{port}/")
 
 
-def test_connect_retries_try_again(serve) -> None:
+def test_connect_retries_try_again(serve: Callable[..., RawServer]) -> None:
     """``connect_retries`` repeats a refused connect, then gives up with the same error."""
     unused = socket.create_server(("127.0.0.1", 0))
     port = unused.getsockname()[1]
@@ -286,7 +304,7 @@ def test_connect_retries_try_again(serve) -> None:
     transport.close()
 
 
-def test_close_closes_every_threads_connections(serve) -> None:
+def test_close_closes_every_threads_connections(serve: Callable[..., RawServer]) -> None:
     """After ``close`` nothing stays open, and the transport refuses new work."""
     server = serve(always("answer"))
     transport = KeepAliveTransport()
@@ -299,7 +317,7 @@ def test_close_closes_every_threads_connections(serve) -> None:
         call(transport, "GET", server.url + "/")
 
 
-def test_only_http_and_https(transport) -> None:
+def test_only_http_and_https(transport: KeepAliveTransport) -> None:
     """Another scheme is refused before anything is opened."""
     with pytest.raises(httpx.UnsupportedProtocol):
         transport.handle_request(httpx.Request("GET", "ftp://127.0.0.1/"))
@@ -312,7 +330,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, Path]
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
-def test_tls_is_verified_with_the_given_context_and_reused(serve, pki) -> None:
+def test_tls_is_verified_with_the_given_context_and_reused(
+    serve: Callable[..., RawServer], pki: tuple[ssl.SSLContext, Path]
+) -> None:
     """HTTPS through the shared context: verified against its CAs, one handshake for many calls."""
     server_context, ca_file = pki
     server = serve(always("answer"), tls=server_context)
@@ -323,7 +343,9 @@ def test_tls_is_verified_with_the_given_context_and_reused(serve, pki) -> None:
     transport.close()
 
 
-def test_tls_refuses_a_certificate_its_context_does_not_trust(serve, pki) -> None:
+def test_tls_refuses_a_certificate_its_context_does_not_trust(
+    serve: Callable[..., RawServer], pki: tuple[ssl.SSLContext, Path]
+) -> None:
     """A server whose CA the context does not hold is a ``ConnectError``: nothing is sent."""
     server_context, _ = pki
     server = serve(always("answer"), tls=server_context)
@@ -334,13 +356,13 @@ def test_tls_refuses_a_certificate_its_context_does_not_trust(serve, pki) -> Non
     transport.close()
 
 
-def test_endpoint_sends_what_httpx_would_send(serve) -> None:
+def test_endpoint_sends_what_httpx_would_send(serve: Callable[..., RawServer]) -> None:
     """``Endpoint`` joins base URL and path, encodes query and JSON as httpx does, frames, names the host."""
     server = serve(always("answer"))
     endpoint = Endpoint(
         server.url + "/api/", timeout=httpx.Timeout(2.0), headers={"Accept": "application/json"}
     )
-    query = {"instance_id": "a,b c", "limit": 100}
+    query: dict[str, str | int] = {"instance_id": "a,b c", "limit": 100}
     call = endpoint.call("POST", "/v1/events", query=query, json={"a": "é", "n": 1}, headers={"X-Id": "7"})
     answer = endpoint.send(call)
     assert answer.status == 200
@@ -365,7 +387,7 @@ def test_endpoint_sends_what_httpx_would_send(serve) -> None:
     endpoint.close()
 
 
-def test_endpoint_failures_are_httpx_errors(serve) -> None:
+def test_endpoint_failures_are_httpx_errors(serve: Callable[..., RawServer]) -> None:
     """No listener: ``httpx.ConnectError``; a target that is not ASCII never leaves (LocalProtocolError)."""
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
@@ -417,7 +439,9 @@ def answer_once(raw: bytes, *, close: bool = True) -> str:
         (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc", b"abc"),
     ],
 )
-def test_responses_framed_every_way_http_allows_are_read_whole(transport, raw: bytes, body: bytes) -> None:
+def test_responses_framed_every_way_http_allows_are_read_whole(
+    transport: KeepAliveTransport, raw: bytes, body: bytes
+) -> None:
     """Content-Length, chunked (extensions, trailers), read-to-close, interim 1xx, bodiless statuses."""
     response = call(transport, "GET", answer_once(raw))
     assert response.content == body
@@ -434,7 +458,7 @@ def test_responses_framed_every_way_http_allows_are_read_whole(transport, raw: b
         b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 101 + b"\r\n",
     ],
 )
-def test_a_response_that_is_not_http_is_a_protocol_error(transport, raw: bytes) -> None:
+def test_a_response_that_is_not_http_is_a_protocol_error(transport: KeepAliveTransport, raw: bytes) -> None:
     """Garbage, a broken header, a short or negative body, bad chunks, a header flood: RemoteProtocolError."""
     with pytest.raises(httpx.RemoteProtocolError):
         call(transport, "GET", answer_once(raw))
@@ -511,7 +535,9 @@ def test_a_body_read_to_close_is_bounded() -> None:
     assert (whole.content, whole.keep_alive) == (b"1234567890", False)
 
 
-def test_a_header_that_would_split_the_request_is_never_sent(serve, transport) -> None:
+def test_a_header_that_would_split_the_request_is_never_sent(
+    serve: Callable[..., RawServer], transport: KeepAliveTransport
+) -> None:
     """A CR or LF smuggled into a header value is refused before a byte leaves (LocalProtocolError)."""
     server = serve(always("answer"))
     request = httpx.Request("GET", server.url + "/", headers={"X-Id": "a"})
@@ -521,7 +547,9 @@ def test_a_header_that_would_split_the_request_is_never_sent(serve, transport) -
     assert server.requests == []
 
 
-def test_an_origin_behind_the_environments_proxy_goes_through_it(serve, monkeypatch) -> None:
+def test_an_origin_behind_the_environments_proxy_goes_through_it(
+    serve: Callable[..., RawServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """HTTP_PROXY / NO_PROXY are honoured as httpx honours them: the proxy sees the absolute-form request."""
     proxy = serve(always("answer"))
     monkeypatch.setenv("HTTP_PROXY", proxy.url)

@@ -81,7 +81,7 @@ def test_delays_arrive_in_due_order_as_structured_events(broker: pika.BlockingCo
     channel = broker.channel()
     arrivals: list[tuple[str, float, pika.BasicProperties, dict[str, Any]]] = []
     for method, properties, body in channel.consume(queue, inactivity_timeout=8):
-        if method is None:
+        if method is None or properties is None or body is None or method.delivery_tag is None:
             break
         document = json.loads(body)
         arrivals.append((document["id"], time.monotonic() - published, properties, document))
@@ -102,6 +102,7 @@ def test_delays_arrive_in_due_order_as_structured_events(broker: pika.BlockingCo
     )
     assert document["data"] == {"n": 1}
     assert (properties.type, properties.message_id) == ("instance-status-check", "fast")
+    assert properties.headers is not None
     assert not [name for name in properties.headers if name.startswith("ce-")]
     assert properties.headers[rabbitmq.DEDUP_KEY] == "key-fast"
     assert "x-death" in properties.headers  # it really went through dead-lettering
@@ -114,7 +115,7 @@ def test_long_delays_are_chained_by_the_relay(
     channel = broker.channel()
     channel.confirm_delivery()
     due = int(time.time() * 1000) + 1_800
-    headers = {
+    headers: dict[str, Any] = {
         "ce-id": "later",
         "ce-type": "t",
         "ce-source": "/s",
@@ -153,6 +154,7 @@ def test_relay_settles_by_status(broker: pika.BlockingConnection, queue: str, re
     thread.join(5)
     dead = channel.basic_get(rabbitmq.dead_queue(queue), auto_ack=True)
     assert dead[1] is not None
+    assert dead[1].headers is not None
     assert dead[1].headers["ce-id"] == "refused"
 
 

@@ -1,0 +1,1 @@
+"""Tests through real parts: functions-framework processes, the emulator over HTTP, RabbitMQ, subprocesses."""
