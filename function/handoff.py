@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from function import catalog, core, tracing
+from function import catalog, core, state, tracing
 from function.errors import HandOffError
 from function.results import ResultSink
 from function.schedulers import Scheduler
@@ -39,7 +39,9 @@ class HandOff:
         source: str,
         clock: Callable[[], float],
         signer: EventSigner,
+        store: state.StateStore | None = None,
     ) -> None:
+        self.store = store if store is not None else state.MemoryStore()
         self.scheduler = scheduler
         self.sink = sink
         self._source = source
@@ -77,9 +79,13 @@ class HandOff:
         )
         for name, value in tracing.outgoing(next_step=False).items():
             event[name] = value
+        claim = state.result_claim(str(event["id"]))
+        if not self.store.claim(claim, state.RESULT_CLAIM_SECONDS):
+            return  # delivered already, by this process or another instance: one delivery per result id
         try:
             self.sink.emit(event)
         except HandOffError:
+            self.store.release(claim)  # the step is redelivered and announces it again
             tracing.telemetry().count_hand_off_failure("result")
             raise
         tracing.telemetry().count_result(result.kind, result.reason)

@@ -29,6 +29,7 @@ from function.inbound.headers import from_environ as headers_of
 from function.reaping import Reaper
 from function.runtime import authenticator, build
 from function.settings import Settings
+from function.state import StoreUnavailableError
 
 _LOG = logging.getLogger("reaper.http")
 PUBSUB_PUBLISHED: Final = "google.cloud.pubsub.topic.v1.messagePublished"
@@ -48,7 +49,7 @@ def _start() -> Reaper:
 
 
 REAPER = _start()
-AUTHENTICATOR: Authenticator = authenticator(REAPER.settings)
+AUTHENTICATOR: Authenticator = authenticator(REAPER.settings, REAPER.store)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -167,7 +168,11 @@ def _release_replay_claims() -> None:
     """A request answered 5xx will be delivered again: let its signature through once more."""
     arrival = flask.g.get(_ARRIVAL)
     if isinstance(arrival, _Arrival):
-        arrival.caller.release()
+        try:
+            arrival.caller.release()
+        except StoreUnavailableError as exc:
+            # The claim expires by itself; until then a redelivery with this signature is refused (401).
+            _LOG.warning("replay claim not released", extra={"error": str(exc)})
 
 
 @_errorhandler(RetryableError)

@@ -8,12 +8,13 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from function import catalog, core, tracing
+from function import catalog, core, state, tracing
 from function.clouddc import CloudDCClient, check_id
 from function.core import gate
 from function.credentials import Credentials
@@ -55,6 +56,7 @@ class Reaper:
     rand: Callable[[], float] = field(default=random.random)
 
     def __post_init__(self) -> None:
+        self.store = self.handoff.store
         self.policy = policy_from(self.settings)
         self.estimate = DeleteTimes(self.settings.expected_delete_seconds or self.settings.check_delay)
         self.watch = Watch()
@@ -68,7 +70,14 @@ class Reaper:
         from function.sweeping import Sweeper
 
         return Sweeper(
-            self.settings, self.client, self.tokens, self.handoff, self.policy, self.clock, self.rand
+            self.settings,
+            self.client,
+            self.tokens,
+            self.handoff,
+            self.policy,
+            self.clock,
+            self.rand,
+            self.store,
         )
 
     def handle(self, event: InboundEvent, caller: Caller) -> Outcome:
@@ -204,6 +213,8 @@ class Reaper:
             expected=estimate.seconds,
             # Aim the first check at the fleet's fastest delete only where reads are shared.
             earliest=estimate.earliest if core.reads_pay(peers, estimate, self.policy) else None,
+            # Duplicates of this event at other instances name their chains differently: one wins the claim.
+            claimant=secrets.token_hex(8),
         )
 
     def _run(self, decision: core.Decision, calls: list[str]) -> Outcome:
@@ -236,7 +247,14 @@ class Reaper:
                     )
                     calls.append(describe("READ", answer, sighting.state if sighting else "absent"))
                 case core.CallDelete(job=job):
+                    claim = state.delete_claim(job.project_id, job.instance_id)
+                    if not self.store.claim(claim, state.DELETE_CLAIM_SECONDS, owner=job.claimant):
+                        decision = core.on_delete_claimed_elsewhere(job, self.clock(), self.policy, self.rand)
+                        calls.append("CLAIM held elsewhere")
+                        continue
                     answer = self.client.delete_instance(job.project_id, job.instance_id)
+                    if not core.delete_settled(answer):
+                        self.store.release(claim)  # refused: nothing was deleted, the retry may claim again
                     decision = core.on_delete_answer(
                         job,
                         answer,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from function import credentials, jsonlog, schedulers, tracing
+from function import credentials, jsonlog, schedulers, state, tracing
 from function.clouddc import CloudDCClient
 from function.handoff import HandOff
 from function.inbound.auth import Authenticator, methods_from
@@ -30,6 +30,7 @@ def build(settings: Settings) -> Reaper:
         settings.event_source,
         time.time,
         signer,
+        state.open_store(settings.state_url, timeout=settings.state_timeout),
     )
     reaper = Reaper(
         settings=settings,
@@ -53,6 +54,6 @@ def build(settings: Settings) -> Reaper:
     return reaper
 
 
-def authenticator(settings: Settings) -> Authenticator:
-    """The inbound authentication methods of ``REAPER_INBOUND_AUTH``, in order."""
-    return Authenticator(methods_from(settings))
+def authenticator(settings: Settings, store: state.StateStore) -> Authenticator:
+    """The methods of ``REAPER_INBOUND_AUTH``, in order; replays are claimed in ``store``."""
+    return Authenticator(methods_from(settings, store))

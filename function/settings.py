@@ -84,6 +84,8 @@ VARIABLES: Final = frozenset(
         "HUAWEICLOUD_SDK_SECURITY_TOKEN",
         "HUAWEICLOUD_CREDENTIALS_FROM_METADATA",
         "REAPER_METADATA_URL",
+        "REAPER_STATE_URL",
+        "REAPER_STATE_TIMEOUT",
     }
 )
 SERVER_VARIABLES: Final = frozenset(
@@ -188,11 +190,15 @@ class Settings:
     sdk_security_token: Secret | None = dataclasses.field(default=None, repr=False)
     credentials_from_metadata: bool = False
     metadata_url: str = "http://169.254.169.254"
+    # The fleet's shared store (design §9): None is in-process, for one process only.
+    state_url: Secret | None = dataclasses.field(default=None, repr=False)
+    state_timeout: float = 1.0
 
     def __post_init__(self) -> None:
         envvars.require_url("CLOUDDC_ENDPOINT", self.endpoint)
         envvars.require_url("REAPER_SELF_URL", self.self_url)
         envvars.require_url("REAPER_DELAY_SERVICE_URL", self.delay_service_url)
+        self._check_state_store()
         if self.sink_url is not None:
             envvars.require_url("K_SINK", self.sink_url)
         self._check_credentials()
@@ -343,6 +349,18 @@ class Settings:
             chosen = "none"
         return f"request, else {chosen}" if self.token_from_request else chosen
 
+    def _check_state_store(self) -> None:
+        if self.state_url is not None:
+            try:
+                parts = urlsplit(self.state_url.reveal())
+                usable = parts.scheme in ("redis", "rediss") and bool(parts.hostname) and parts.port != 0
+            except ValueError:
+                usable = False
+            if not usable:
+                raise SettingsError("REAPER_STATE_URL must be a redis:// or rediss:// URL with a host")
+        if not 0 < self.state_timeout <= 30:
+            raise SettingsError("REAPER_STATE_TIMEOUT must be above 0 and at most 30 seconds")
+
     def public_view(self) -> dict[str, Any]:
         """The effective settings as loggable values, secrets masked."""
         view = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -350,6 +368,7 @@ class Settings:
             if isinstance(value, Secret):
                 view[name] = "***"
         view["rabbitmq_url"] = envvars.mask_password(self.rabbitmq_url.reveal())
+        view["state_url"] = envvars.mask_password(self.state_url.reveal()) if self.state_url else None
         for name in ("endpoint", "self_url", "delay_service_url", "sink_url", "cloudtasks_api", "qstash_url",
                      "oidc_jwks_url", "iam_endpoint", "metadata_url"):  # fmt: skip
             if isinstance(view[name], str):
@@ -427,6 +446,8 @@ class Settings:
                 env, "HUAWEICLOUD_CREDENTIALS_FROM_METADATA", default=False
             ),
             "metadata_url": env.get("REAPER_METADATA_URL") or "http://169.254.169.254",
+            "state_url": envvars.secret(env, "REAPER_STATE_URL"),
+            "state_timeout": envvars.seconds(env, "REAPER_STATE_TIMEOUT", 1.0),
         }
         if not values["endpoint"]:
             raise SettingsError("CLOUDDC_ENDPOINT is required (base URL of the CloudDC API)")

@@ -13,10 +13,11 @@ import dataclasses
 import functools
 import hashlib
 import logging
+import secrets
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
-from function import catalog, core
+from function import catalog, core, state
 from function.clouddc import CloudDCClient, check_id
 from function.core import gate, sweep
 from function.core.ids import MAX_IDS_PER_READ
@@ -50,7 +51,9 @@ class Sweeper:
         policy: core.Policy,
         clock: Callable[[], float],
         rand: core.Rand,
+        store: state.StateStore,
     ) -> None:
+        self._store = store
         self._settings = settings
         self._client = client
         self._tokens = tokens
@@ -64,9 +67,19 @@ class Sweeper:
         if event.type == catalog.INSTANCE_SWEEP:
             project = sweep_project(event.data, self._settings.project_id)
             now = self._clock()
-            return self._list_pages(
-                sweep.SweepPage(project, None, event.id, now, now + self._policy.deadline)
-            )
+            page = sweep.SweepPage(project, None, event.id, now, now + self._policy.deadline)
+            if not gate.project_allowed(project, self._policy.rules):
+                return self._list_pages(page)  # refused there, before any lease is taken
+            lease = state.sweep_lease(project)
+            if not self._store.claim(lease, state.SWEEP_LEASE_SECONDS):
+                _LOG.info(
+                    "sweep skipped: another is listing", extra={"event_id": event.id, "project_id": project}
+                )
+                return Outcome("skipped", project, reason="sweep-in-progress", instances=0)
+            try:
+                return self._list_pages(page)
+            finally:
+                self._store.release(lease)
         if event.type == catalog.INSTANCE_SWEEP_PAGE:
             return self._list_pages(catalog.sweep_page_from_data(event.data))
         job = catalog.batch_from_data(event.data)
@@ -130,7 +143,9 @@ class Sweeper:
         for batch in batches:
             digest = hashlib.sha256(",".join(batch).encode()).hexdigest()[:24]
             origin = f"sweep-{window}-{digest}"
-            job = sweep.BatchJob(project, batch, origin, now, now + self._policy.deadline)
+            job = sweep.BatchJob(
+                project, batch, origin, now, now + self._policy.deadline, claimant=secrets.token_hex(8)
+            )
             self._follow_up("batch-delete", job, 0.0)
         return len(batches)
 
@@ -139,8 +154,11 @@ class Sweeper:
         read = sweep.on_batch_read(job, answer, records, self._clock(), self._policy, self._rand)
         if not read.delete or read.job is None:
             return read
-        call = functools.partial(self._client.batch_delete, job.project_id, read.delete)
-        answer = self._reloading_on_401(call, lambda a: a)
+        won = self._claim(job.project_id, read.delete, job.claimant)
+        if not won:
+            step = sweep.on_batch_claimed_elsewhere(read.job, self._clock(), self._policy, self._rand)
+            return dataclasses.replace(step, results=read.results + step.results, delete=())
+        answer = self._batch_delete(job.project_id, won)
         step = sweep.on_batch_delete(read.job, answer, self._clock(), self._policy, self._rand)
         if step.action == "batch-check" and step.delay == 0 and step.job is not None:
             step = self._check(step.job)  # a 400: read the states right away
@@ -151,8 +169,10 @@ class Sweeper:
         step = sweep.on_batch_list(job, answer, records, self._clock(), self._policy, self._rand)
         if step.delete:
             # Cleared by the gate on the read just made; the next check judges the outcome.
-            answer = self._client.batch_delete(job.project_id, step.delete)
-            _LOG.info("re-deleted", extra={"instances": list(step.delete), "http_status": answer.status})
+            won = self._claim(job.project_id, step.delete, job.claimant)
+            if won:
+                answer = self._batch_delete(job.project_id, won)
+                _LOG.info("re-deleted", extra={"instances": list(won), "http_status": answer.status})
         return step
 
     def _apply(self, job: sweep.BatchJob, step: sweep.BatchStep) -> Outcome:
@@ -163,6 +183,24 @@ class Sweeper:
             return Outcome(f"scheduled-{step.action}", job.project_id, instances=len(step.job.instance_ids),
                            delay=round(step.delay, 3))  # fmt: skip
         return Outcome("finished", job.project_id, instances=len(step.results))
+
+    def _claim(self, project_id: str, ids: tuple[str, ...], owner: str | None) -> tuple[str, ...]:
+        """The ids whose delete claim this batch holds now; the rest are another chain's to delete."""
+        keys = [state.delete_claim(project_id, instance_id) for instance_id in ids]
+        won = self._store.claim_many(keys, state.DELETE_CLAIM_SECONDS, owner)
+        lost = [instance_id for instance_id, mine in zip(ids, won, strict=True) if not mine]
+        if lost:
+            _LOG.info("delete claims held elsewhere", extra={"project_id": project_id, "instances": lost})
+        return tuple(instance_id for instance_id, mine in zip(ids, won, strict=True) if mine)
+
+    def _batch_delete(self, project_id: str, ids: tuple[str, ...]) -> core.ApiAnswer:
+        """DeleteInstances of ``ids`` (claimed); a clear refusal gives the claims back for the retry."""
+        call = functools.partial(self._client.batch_delete, project_id, ids)
+        answer = self._reloading_on_401(call, lambda a: a)
+        if not core.delete_settled(answer):
+            for instance_id in ids:
+                self._store.release(state.delete_claim(project_id, instance_id))
+        return answer
 
     def _follow_up(self, action: sweep.BatchAction, job: sweep.BatchJob, delay: float) -> None:
         self._handoff.follow_up(

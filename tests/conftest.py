@@ -29,6 +29,8 @@ TOKEN = "tok-" + secrets.token_hex(24)
 EVENT_KEY = "evk-" + secrets.token_hex(24)
 ANY_LOOPBACK = "http://127.0.0.1:*/"  # the delay service delivers to every test function
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+# The real redis-server the fleet tests share (.ci/run starts it when it is not answering).
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def webhook_signed(headers: Mapping[str, str], body: bytes, secret: str = WEBHOOK_SECRET) -> dict[str, str]:
@@ -312,3 +314,17 @@ def per_target(factory: FunctionFactory, **env: str) -> Callable[[str], Function
         return made[target]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def redis_up() -> None:
+    """Fail clearly, not with a time-out, when the real redis-server is not running."""
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=2).close()
+    except OSError:
+        pytest.fail(
+            "redis-server is not answering on 127.0.0.1:6379 "
+            "(.ci/run starts it: redis-server --daemonize yes)"
+        )

@@ -35,6 +35,7 @@ def job_to_data(job: Job) -> dict[str, Any]:
         "expected_delete_seconds": job.expected,
         "earliest_delete_seconds": job.earliest,
         "seen_running_at": _time_or_none(job.seen_at),
+        "claimant": job.claimant,
     }
 
 
@@ -56,6 +57,7 @@ def job_from_data(data: dict[str, Any]) -> Job:
         expected=_seconds_or_none(data.get("expected_delete_seconds")),
         earliest=_seconds_or_none(data.get("earliest_delete_seconds")),
         seen_at=_parse_or_none(data.get("seen_running_at")),
+        claimant=data.get("claimant"),
     )
 
 
@@ -76,6 +78,7 @@ def batch_to_data(job: BatchJob) -> dict[str, Any]:
         "failures": job.failures,
         "redeletes": job.redeletes,
         "throttles": job.throttles,
+        "claimant": job.claimant,
     }
 
 
@@ -92,6 +95,7 @@ def batch_from_data(data: dict[str, Any]) -> BatchJob:
         failures=data["failures"],
         redeletes=data["redeletes"],
         throttles=data.get("throttles", 0),
+        claimant=data.get("claimant"),
     )
 
 

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 from function.core.gate import DELETABLE_STATES, FAILED_STATES, SHUTTING_DOWN, TERMINATED, normalise_state
 from function.core.machine import (
+    delete_settled,
     on_delete_answer,
+    on_delete_claimed_elsewhere,
     on_read_answer,
     on_status_answer,
     resume,
@@ -103,6 +105,7 @@ __all__ = [
     "cadence",
     "check_delay",
     "clamp",
+    "delete_settled",
     "evolved",
     "failure",
     "keep_cadence",
@@ -110,6 +113,7 @@ __all__ = [
     "next_check",
     "normalise_state",
     "on_delete_answer",
+    "on_delete_claimed_elsewhere",
     "on_read_answer",
     "on_status_answer",
     "plan_retry",

@@ -129,6 +129,21 @@ def on_delete_answer(
     return Finish(attempted, failure("rejected", answer, now))
 
 
+def on_delete_claimed_elsewhere(job: Job, now: float, policy: Policy, rand: Rand) -> Decision:
+    """Another instance holds this instance's delete claim: follow its delete with checks, never DELETE."""
+    following = evolved(job, deleted_at=job.deleted_at if job.deleted_at is not None else now)
+    return _schedule_check(following, now, policy, rand, "another instance holds the delete claim")
+
+
+def delete_settled(answer: ApiAnswer) -> bool:
+    """Whether a DELETE answer settles the claim taken for it: accepted, gone, or of unknown outcome.
+
+    A clear refusal (4xx, 5xx, 429) deleted nothing, so its claim is given back for the retry; a
+    time-out or a dropped connection may have deleted, so its claim stands until it expires.
+    """
+    return answer.status is None or answer.status in _ACCEPTED or answer.status == 404
+
+
 def on_status_answer(
     job: Job,
     answer: ApiAnswer,

@@ -63,6 +63,7 @@ class Job:
     expected: float | None = None  # seconds this chain expects its delete to take (learned schedule)
     seen_at: float | None = None  # the last status read that found the accepted delete still running
     earliest: float | None = None  # the fastest of the fleet's recent deletes: where the first check aims
+    claimant: str | None = None  # this chain's name on the instance's delete claim (the fleet's store)
 
     @classmethod
     def new(
@@ -75,6 +76,7 @@ class Job:
         expired_at: float | None = None,
         expected: float | None = None,
         earliest: float | None = None,
+        claimant: str | None = None,
     ) -> Job:
         """Start a job for an instance-expired event received at ``now`` (``expired_at``: its claim).
 
@@ -91,6 +93,7 @@ class Job:
             expired_at=expired_at,
             expected=expected if learned else None,
             earliest=earliest if learned else None,
+            claimant=claimant,
         )
 
     def step_key(self, action: Action) -> str:

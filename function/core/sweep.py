@@ -57,6 +57,7 @@ class BatchJob:
     failures: int = 0
     redeletes: int = 0
     throttles: int = 0
+    claimant: str | None = None  # this batch's name on its ids' delete claims (the fleet's store)
 
     def step_key(self, action: BatchAction) -> str:
         """A label unique along one batch's chain."""
@@ -138,6 +139,12 @@ def on_batch_delete(job: BatchJob, answer: ApiAnswer, now: float, policy: Policy
         # Like the single DELETE: read the states before judging (some may already be going).
         return BatchStep(action="batch-check", job=dataclasses.replace(job, deleted_at=job.deleted_at or now))
     return _failed_call("batch-delete", job, answer, now, policy, rand)
+
+
+def on_batch_claimed_elsewhere(job: BatchJob, now: float, policy: Policy, rand: Rand) -> BatchStep:
+    """Other instances hold the delete claims of every id the gate cleared: check on them, no DELETE."""
+    following = dataclasses.replace(job, deleted_at=job.deleted_at or now)
+    return _next_check(following, now, policy, rand)
 
 
 def on_batch_list(

@@ -2,10 +2,9 @@
 
 - ``events``: one request -> one validated ``InboundEvent`` (binary or structured CloudEvents);
 - ``envelopes``: Pub/Sub push, FunctionGraph timer and DMS records, plain JSON webhooks -> events;
-- ``auth``: the methods of ``REAPER_INBOUND_AUTH`` that authenticate external events;
-- ``replay``: ids seen inside a signature's validity, so a captured request cannot be replayed;
-- ``strictjson``: one meaning per JSON document (no duplicate keys, bounded depth);
-- ``bodylimit``: at most ``REAPER_MAX_BODY_BYTES`` read, whatever the framing.
+- ``auth``: the methods of ``REAPER_INBOUND_AUTH`` that authenticate external events; a signed request's id
+  is claimed in the state store (``function.state``) so a captured request works once, fleet-wide;
+- ``strictjson``: one meaning per JSON document (no duplicate keys, bounded depth).
 
 Internal follow-ups are authenticated by their own HMAC signature (``function.signing``).
 """

@@ -25,9 +25,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from function.errors import BadEventError, RetryableError
-from function.inbound.replay import SeenIds
 from function.secret import Secret
 from function.settings import Settings
+from function.state import MemoryStore, StateStore
 
 if TYPE_CHECKING:
     import jwt
@@ -69,7 +69,7 @@ class WebhookMethod:
 
     name = "webhook"
 
-    def __init__(self, secret: Secret, seen: SeenIds) -> None:
+    def __init__(self, secret: Secret, seen: StateStore) -> None:
         from standardwebhooks.webhooks import Webhook
 
         self._webhook: standardwebhooks.Webhook = Webhook(secret.reveal())
@@ -101,7 +101,7 @@ class QStashMethod:
 
     name = "qstash"
 
-    def __init__(self, url: str, keys: list[Secret], seen: SeenIds) -> None:
+    def __init__(self, url: str, keys: list[Secret], seen: StateStore) -> None:
         import jwt
 
         self._jwt = jwt
@@ -205,9 +205,9 @@ class OidcMethod:
         """ID tokens are bearer tokens reused until they expire: nothing was claimed."""
 
 
-def methods_from(settings: Settings, seen: SeenIds | None = None) -> list[Method]:
+def methods_from(settings: Settings, seen: StateStore | None = None) -> list[Method]:
     """The configured methods, in the order listed in ``REAPER_INBOUND_AUTH``."""
-    seen = seen or SeenIds()
+    seen = seen if seen is not None else MemoryStore()
     methods: list[Method] = []
     for name in settings.inbound_auth:
         if name == "platform":

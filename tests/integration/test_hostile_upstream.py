@@ -193,7 +193,6 @@ UNREADABLE: dict[str, Callable[[str], Reply]] = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(UNREADABLE))
 def running_reply(instance: str) -> Behaviour:
     """Answer every read of ``instance`` with its record, running."""
 
@@ -203,6 +202,7 @@ def running_reply(instance: str) -> Behaviour:
     return reply
 
 
+@pytest.mark.parametrize("case", sorted(UNREADABLE))
 def test_an_unreadable_read_is_retried_never_gone_and_never_deleted(
     case: str, hostile: Function, upstream: Upstream, sink: Sink
 ) -> None:

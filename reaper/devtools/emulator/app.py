@@ -111,7 +111,11 @@ def create_app(fleet: Fleet) -> flask.Flask:
         # A listing by ids takes the first id's scripted "list" faults; the call log names no instance.
         fault = api_call("list", project_id, None, scripted_by=ids[0] if ids else None)
         flask.g.batch_ids = ids  # the call log names the ids asked for, whatever the answer
-        fault = fault or (fleet.next_paged_list_fault() if ids is None else None)
+        if fault is None and ids is None:
+            fault = fleet.next_paged_list_fault()
+            if fault and fault.delay:  # a slow listing: the answer is computed after the wait, as api_call's
+                flask.g.fault = "delay"
+                time.sleep(fault.delay)
         if fault and fault.status:
             return faulted("list", project_id, None, fault)
         if (refused := refusal()) is not None:
@@ -126,7 +130,10 @@ def create_app(fleet: Fleet) -> flask.Flask:
 
     @app.post("/v1/<project_id>/instances/batch-delete")
     def batch_delete(project_id: str) -> flask.Response:
-        fault = api_call("batch-delete", project_id, None)
+        named = (flask.request.get_json(silent=True) or {}).get("instance_id_set")
+        first = str(named[0]) if isinstance(named, list) and named else None
+        # Like a listing by ids: a batch-delete takes its first id's scripted "batch-delete" faults.
+        fault = api_call("batch-delete", project_id, None, scripted_by=first)
         if fault and fault.status:
             return faulted("batch-delete", project_id, None, fault)
         if (refused := refusal()) is not None:
