@@ -26,7 +26,9 @@ from urllib.parse import quote
 import httpx
 
 from function import jsontext, outbound, redaction, tracing
+from function.budget import Budgets
 from function.core import ApiAnswer
+from function.core.budget import OVER_BUDGET
 from function.core.ids import valid_id
 from function.credentials import Credentials
 from function.errors import BadEventError
@@ -82,7 +84,9 @@ class CloudDCClient:
         timeout: float = 10.0,
         deadline: float = outbound.DEADLINE,
         max_body: int = outbound.MAX_BODY,
+        budget: Budgets | None = None,
     ) -> None:
+        self._budget = budget
         self._credentials = credentials
         self._max_body = max_body
         self._http = outbound.Endpoint(
@@ -95,11 +99,14 @@ class CloudDCClient:
 
     def delete_instance(self, project_id: str, instance_id: str) -> ApiAnswer:
         """DeleteInstance: 204 means the asynchronous delete was accepted."""
-        return self._call("DELETE", self._instance_path(project_id, instance_id), _read_nothing)[0]
+        return self._call("DELETE", self._instance_path(project_id, instance_id), _read_nothing, project_id)[
+            0
+        ]
 
     def show_status(self, project_id: str, instance_id: str) -> ApiAnswer:
         """ShowInstanceStatus: 200 carries ``state`` (``operation_state`` and ``error`` when known)."""
-        return self._call("GET", self._instance_path(project_id, instance_id) + "/status", _read_status)[0]
+        path = self._instance_path(project_id, instance_id) + "/status"
+        return self._call("GET", path, _read_status, project_id)[0]
 
     def list_instances(
         self,
@@ -121,7 +128,7 @@ class CloudDCClient:
             query["marker"] = marker
         project = quote(check_id("project_id", project_id), safe="")
         path = f"/v1/{project}/instances"
-        answer, page = self._call("GET", path, _read_page, query=query)
+        answer, page = self._call("GET", path, _read_page, project_id, query=query)
         if answer.status != 200 or not instance_ids:
             return answer, page.records if answer.status == 200 else [], page.next_marker
         asked, found = frozenset(instance_ids), page.records
@@ -132,7 +139,8 @@ class CloudDCClient:
                 return self._unreadable("GET", path, why), [], None
             if page.next_marker is None or len(found) == len(asked):
                 return answer, found, None
-            answer, page = self._call("GET", path, _read_page, query={**query, "marker": page.next_marker})
+            more = {**query, "marker": page.next_marker}
+            answer, page = self._call("GET", path, _read_page, project_id, query=more)
             if answer.status != 200:
                 return answer, [], None
             found = found + page.records
@@ -143,7 +151,8 @@ class CloudDCClient:
         """DeleteInstances (batch): 202 means the deletes were accepted."""
         body = {"instance_id_set": [check_id("instance_id", i) for i in instance_ids]}
         project = quote(check_id("project_id", project_id), safe="")
-        return self._call("POST", f"/v1/{project}/instances/batch-delete", _read_accepted, json=body)[0]
+        path = f"/v1/{project}/instances/batch-delete"
+        return self._call("POST", path, _read_accepted, project_id, json=body)[0]
 
     def close(self) -> None:
         """Release pooled connections."""
@@ -155,8 +164,17 @@ class CloudDCClient:
         instance = quote(check_id("instance_id", instance_id), safe="")
         return f"/v1/{project}/instances/{instance}"
 
-    def _call(self, method: str, path: str, read: _Reader[_T], **kwargs: Any) -> tuple[ApiAnswer, _T]:
-        """One call; its answer, and what ``read`` found in a success body (``read``'s empty value else)."""
+    def _call(
+        self, method: str, path: str, read: _Reader[_T], project_id: str, **kwargs: Any
+    ) -> tuple[ApiAnswer, _T]:
+        """One call; its answer, and what ``read`` found in a success body (``read``'s empty value else).
+
+        With an API budget, a call it cannot pay for now is not made: the answer is the failure
+        ``over-budget`` with the wait as its ``retry_after``, which the core plans like a 429's.
+        """
+        if self._budget is not None and (wait := self._budget.take(project_id)) > 0:
+            tracing.telemetry().count_call(method, OVER_BUDGET)
+            return ApiAnswer(None, failure=OVER_BUDGET, retry_after=wait), read.empty
         call = self._http.call(method, path, **kwargs)
         self._credentials.apply(call)  # a token header, or an AK/SK signature over the whole request
         started = time.perf_counter()
@@ -169,6 +187,8 @@ class CloudDCClient:
             failure = "certificate-error" if _certificate_refused(exc) else "connection-error"
             tracing.telemetry().count_call(method, failure)
             return self._failed(method, path, started, failure, exc), read.empty
+        if answer.status == 429 and self._budget is not None:
+            self._budget.throttled(project_id)
         try:
             try:
                 body = _body(answer, self._max_body)

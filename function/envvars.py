@@ -83,15 +83,25 @@ def require_url(name: str, value: str) -> None:
 
 def seconds(env: Mapping[str, str], name: str, default: float) -> float:
     """A positive, finite number of seconds, or the default when unset."""
+    value = _positive(env, name, "number of seconds")
+    return default if value is None else value
+
+
+def rate_or_none(env: Mapping[str, str], name: str) -> float | None:
+    """A positive, finite number per second, or None when unset."""
+    return _positive(env, name, "number per second")
+
+
+def _positive(env: Mapping[str, str], name: str, what: str) -> float | None:
     raw = env.get(name)
     if raw is None or not raw.strip():
-        return default
+        return None
     try:
         value = float(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r}: expected a number of seconds") from None
+        raise SettingsError(f"{name}={raw!r}: expected a {what}") from None
     if not math.isfinite(value) or value <= 0:
-        raise SettingsError(f"{name}={raw!r}: expected a positive number of seconds")
+        raise SettingsError(f"{name}={raw!r}: expected a positive {what}")
     return value
 
 

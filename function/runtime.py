@@ -6,6 +6,7 @@ import logging
 import time
 
 from function import credentials, jsonlog, schedulers, state, tracing
+from function.budget import Budgets
 from function.clouddc import CloudDCClient
 from function.handoff import HandOff
 from function.inbound.auth import Authenticator, methods_from
@@ -24,14 +25,16 @@ def build(settings: Settings) -> Reaper:
     tokens = credentials.from_settings(settings)
     assert settings.event_key is not None  # validated by Settings
     signer = EventSigner(settings.event_key, settings.event_key_previous)
+    store = state.open_store(settings.state_url, timeout=settings.state_timeout)
     handoff = HandOff(
         schedulers.from_settings(settings),
         ResultSink(settings.sink_url, timeout=settings.http_timeout, deadline=settings.http_deadline),
         settings.event_source,
         time.time,
         signer,
-        state.open_store(settings.state_url, timeout=settings.state_timeout),
+        store,
     )
+    cap = settings.max_calls_per_second
     reaper = Reaper(
         settings=settings,
         client=CloudDCClient(
@@ -40,6 +43,7 @@ def build(settings: Settings) -> Reaper:
             timeout=settings.http_timeout,
             deadline=settings.http_deadline,
             max_body=settings.max_answer_bytes,
+            budget=Budgets(store, cap) if cap is not None else None,
         ),
         tokens=tokens,
         handoff=handoff,

@@ -86,6 +86,7 @@ VARIABLES: Final = frozenset(
         "REAPER_METADATA_URL",
         "REAPER_STATE_URL",
         "REAPER_STATE_TIMEOUT",
+        "REAPER_MAX_CALLS_PER_SECOND",
     }
 )
 SERVER_VARIABLES: Final = frozenset(
@@ -193,6 +194,8 @@ class Settings:
     # The fleet's shared store (design §9): None is in-process, for one process only.
     state_url: Secret | None = dataclasses.field(default=None, repr=False)
     state_timeout: float = 1.0
+    # The API budget per project, shared through the store (None: no budget, every call goes at once).
+    max_calls_per_second: float | None = None
 
     def __post_init__(self) -> None:
         envvars.require_url("CLOUDDC_ENDPOINT", self.endpoint)
@@ -360,6 +363,8 @@ class Settings:
                 raise SettingsError("REAPER_STATE_URL must be a redis:// or rediss:// URL with a host")
         if not 0 < self.state_timeout <= 30:
             raise SettingsError("REAPER_STATE_TIMEOUT must be above 0 and at most 30 seconds")
+        if self.max_calls_per_second is not None and not 5 <= self.max_calls_per_second <= 10_000:
+            raise SettingsError("REAPER_MAX_CALLS_PER_SECOND must be from 5 to 10000 (calls per second)")
 
     def public_view(self) -> dict[str, Any]:
         """The effective settings as loggable values, secrets masked."""
@@ -448,6 +453,7 @@ class Settings:
             "metadata_url": env.get("REAPER_METADATA_URL") or "http://169.254.169.254",
             "state_url": envvars.secret(env, "REAPER_STATE_URL"),
             "state_timeout": envvars.seconds(env, "REAPER_STATE_TIMEOUT", 1.0),
+            "max_calls_per_second": envvars.rate_or_none(env, "REAPER_MAX_CALLS_PER_SECOND"),
         }
         if not values["endpoint"]:
             raise SettingsError("CLOUDDC_ENDPOINT is required (base URL of the CloudDC API)")

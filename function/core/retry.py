@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Protocol, TypeVar
 
+from function.core.budget import OVER_BUDGET
 from function.core.records import ApiAnswer, Policy, Rand
 
 
@@ -24,6 +25,9 @@ def _growth(steps: int) -> float:
 
 def retry_delay(answer: ApiAnswer, failures: int, policy: Policy, rand: Rand) -> float:
     """Seconds before retrying after a transient answer; a Retry-After header wins."""
+    if answer.failure == OVER_BUDGET and answer.retry_after is not None:
+        # Shifted, not clamped, past the transports' shortest delay: the budget's spread of a burst stands.
+        return policy.min_delay + min(max(answer.retry_after, 0.0), policy.max_retry_after)
     if answer.retry_after is not None:
         return min(max(answer.retry_after, 0.0), policy.max_retry_after)
     growth = _growth(failures - 1)
@@ -59,10 +63,11 @@ R = TypeVar("R", bound=Retryable)
 def plan_retry(job: R, answer: ApiAnswer, now: float, policy: Policy, rand: Rand) -> tuple[R, float | str]:
     """The job with this transient answer counted, and the delay before trying again — or why to give up.
 
-    Throttling (429) says "slow down", not "failed": it is bounded by the deadline alone, never by
-    REAPER_MAX_RETRIES, and has its own counter so every retry keeps a step key of its own.
+    Throttling (429, or a call the API budget held back) says "slow down", not "failed": it is bounded by
+    the deadline alone, never by REAPER_MAX_RETRIES, and has its own counter so every retry keeps a step
+    key of its own.
     """
-    if answer.status == 429:
+    if answer.status == 429 or answer.failure == OVER_BUDGET:
         retried = dataclasses.replace(job, throttles=job.throttles + 1)  # type: ignore[type-var]
         count = retried.throttles
     else:

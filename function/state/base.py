@@ -25,6 +25,16 @@ class StateStore(Protocol):
     def claim_many(self, keys: Sequence[str], ttl: float, owner: str | None = None) -> list[bool]:
         """``claim`` for each key, in one round trip; the answers in the keys' order."""
 
+    def count(self, key: str, ttl: float, *, also_read: str | None = None) -> tuple[int, str | None]:
+        """Add one to the counter ``key`` (kept ``ttl`` seconds), atomically: its new value, and the value
+        of ``also_read`` in the same round trip."""
+
+    def read(self, key: str) -> str | None:
+        """The value ``write`` left at ``key``, or None."""
+
+    def write(self, key: str, value: str, ttl: float) -> None:
+        """Keep ``value`` at ``key`` for ``ttl`` seconds."""
+
     def release(self, key: str) -> None:
         """Give ``key`` up (its work failed transiently and will come again)."""
 

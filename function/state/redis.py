@@ -64,6 +64,38 @@ class RedisStore:
             raise self._unavailable(exc) from None
         return [answer is True or answer == 1 for answer in answers]
 
+    def count(self, key: str, ttl: float, *, also_read: str | None = None) -> tuple[int, str | None]:
+        """``SET 0 NX PX`` (a new counter expires), ``INCR`` (keeps it) and ``GET also_read``, one pipeline.
+
+        Not ``PEXPIRE … NX``: Redis 6, which managed services still run, does not have it.
+        """
+        try:
+            with self._client.pipeline(transaction=False) as pipe:
+                pipe.set(PREFIX + key, b"0", nx=True, px=max(int(ttl * 1000), 1))
+                pipe.incr(PREFIX + key)
+                if also_read is not None:
+                    pipe.get(PREFIX + also_read)
+                answers = pipe.execute()
+        except redis.exceptions.RedisError as exc:
+            raise self._unavailable(exc) from None
+        held = answers[2] if also_read is not None else None
+        return int(answers[1]), held.decode() if isinstance(held, bytes) else None
+
+    def read(self, key: str) -> str | None:
+        """``GET``."""
+        try:
+            held = self._client.get(PREFIX + key)
+        except redis.exceptions.RedisError as exc:
+            raise self._unavailable(exc) from None
+        return held.decode() if isinstance(held, bytes) else None
+
+    def write(self, key: str, value: str, ttl: float) -> None:
+        """``SET PX``."""
+        try:
+            self._client.set(PREFIX + key, value.encode(), px=max(int(ttl * 1000), 1))
+        except redis.exceptions.RedisError as exc:
+            raise self._unavailable(exc) from None
+
     def release(self, key: str) -> None:
         """``DEL``."""
         try:

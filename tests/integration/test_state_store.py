@@ -44,6 +44,31 @@ def test_claim_many_answers_per_key_in_order(store: StateStore) -> None:
     assert store.claim_many([free, held, free], 5.0) == [True, False, False]
 
 
+def test_an_owner_wins_its_own_claim_again_and_renews_it(store: StateStore) -> None:
+    """A chain's retry re-claims what it holds (renewed); another owner, or none, is refused."""
+    k = key()
+    assert store.claim(k, 0.5, owner="aaaa1111")
+    assert store.claim(k, 5.0, owner="aaaa1111")  # renewed: outlives the first TTL
+    assert not store.claim(k, 5.0, owner="bbbb2222")
+    assert not store.claim(k, 5.0)
+    time.sleep(0.7)
+    assert not store.claim(k, 5.0, owner="bbbb2222")
+    assert store.claim_many([k, key()], 5.0, owner="aaaa1111") == [True, True]
+
+
+def test_counters_count_expire_and_read_a_value_in_the_same_trip(store: StateStore) -> None:
+    """``count`` adds one (from 1 again once expired) and reads another key alongside; values expire."""
+    counter, value = key(), key()
+    assert store.read(value) is None
+    assert store.count(counter, 0.3, also_read=value) == (1, None)
+    store.write(value, "10.0 5.0", 0.3)
+    assert store.count(counter, 0.3, also_read=value) == (2, "10.0 5.0")
+    assert store.read(value) == "10.0 5.0"
+    time.sleep(0.5)
+    assert store.count(counter, 0.3) == (1, None)
+    assert store.read(value) is None
+
+
 def test_of_many_racing_claimants_exactly_one_wins(store: StateStore) -> None:
     """Sixteen threads claim one key at once: one True."""
     k, barrier, won = key(), threading.Barrier(16), []
@@ -64,7 +89,15 @@ def test_a_store_that_does_not_answer_is_unavailable_within_its_timeout() -> Non
     """Nothing listening: every call raises ``StoreUnavailableError``, fast, and the password stays out."""
     gone = RedisStore(Secret(f"redis://:hunter2-password@127.0.0.1:{free_port()}/0"), timeout=0.5)
     began = time.monotonic()
-    for call in (lambda: gone.claim(key(), 1.0), lambda: gone.release(key()), gone.ping):
+    calls = (
+        lambda: gone.claim(key(), 1.0),
+        lambda: gone.release(key()),
+        gone.ping,
+        lambda: gone.count(key(), 1.0),
+        lambda: gone.read(key()),
+        lambda: gone.write(key(), "v", 1.0),
+    )
+    for call in calls:
         with pytest.raises(StoreUnavailableError) as raised:
             call()
         assert "hunter2" not in str(raised.value)

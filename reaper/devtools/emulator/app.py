@@ -35,6 +35,8 @@ def create_app(fleet: Fleet) -> flask.Flask:
         one in the path)."""
         if fleet.config.latency:
             time.sleep(fleet.config.latency)
+        if fleet.over_rate_limit(project_id):
+            return Fault(status=429)  # the gateway's throttle: no Retry-After
         scripted_by = scripted_by or instance_id
         fault = fleet.next_fault(project_id, scripted_by, call) if scripted_by else None
         fault = fault or fleet.random_fault()

@@ -5,6 +5,7 @@ Time is read from an injected clock so state changes are computed, not slept for
 
 from __future__ import annotations
 
+import collections
 import random
 import secrets
 import threading
@@ -39,6 +40,9 @@ class Config:
     fault_timeout_seconds: float = 3.0  # how long a "timeout" fault holds the answer back
     # Scripted faults for paged listings (ListInstances without ids, as sweeps list); {} is none.
     paged_list_faults: list[dict[str, Any]] = field(default_factory=list)
+    # The API gateway's rate limit per project, calls in any one second (0: none); beyond it a 429
+    # APIG.0308 with no Retry-After, as Huawei Cloud's gateway answers.
+    rate_limit: float = 0.0
 
     def update(self, values: dict[str, Any]) -> None:
         """Apply a partial update, refusing unknown names."""
@@ -98,6 +102,7 @@ class Fleet:
         self._lock = threading.RLock()
         self._instances: dict[tuple[str, str], Instance] = {}
         self._tokens: dict[str, float] = {}
+        self._recent_calls: dict[str, collections.deque[float]] = {}
         self._expired_static = False
         self.calls: list[dict[str, Any]] = []
         self.keys = KeyRing(clock)
@@ -131,6 +136,7 @@ class Fleet:
             self._instances.clear()
             self._tokens.clear()
             self.calls.clear()
+            self._recent_calls.clear()
             self._expired_static = False
 
     def snapshot(self) -> list[dict[str, Any]]:
@@ -194,6 +200,21 @@ class Fleet:
         with self._lock:
             step = self.config.paged_list_faults.pop(0) if self.config.paged_list_faults else {}
         return Fault.of(step) if step else None
+
+    def over_rate_limit(self, project_id: str) -> bool:
+        """Count one call against the project's limit: True when it is one too many for this second."""
+        limit = self.config.rate_limit
+        if not limit:
+            return False
+        now = self._clock()
+        with self._lock:
+            recent = self._recent_calls.setdefault(project_id, collections.deque())
+            while recent and recent[0] <= now - 1.0:
+                recent.popleft()
+            if len(recent) >= limit:
+                return True
+            recent.append(now)
+            return False
 
     def random_fault(self) -> Fault | None:
         """A fault drawn from ``config.fault_rates`` for one call (None for most calls)."""
