@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from function import core, envvars
+from function import core, envvars, placeholders
 from function.core import gate
 from function.errors import SettingsError
 from function.secret import Secret
@@ -222,6 +222,27 @@ class Settings:
         self._check_outbound()
         self._check_transport()
         self._check_trust()
+        self._check_placeholders()
+
+    def _check_placeholders(self) -> None:
+        """Refuse a secret left at the deploy files' placeholder: it is public, so it protects nothing."""
+        secrets: list[tuple[str, Secret | None]] = [
+            ("REAPER_EVENT_KEY (or the file REAPER_EVENT_KEY_FILE names)", self.event_key),
+            ("REAPER_EVENT_KEY_PREVIOUS", self.event_key_previous),
+            ("REAPER_WEBHOOK_SECRET", self.webhook_secret),
+            ("QSTASH_CURRENT_SIGNING_KEY", self.qstash_current_signing_key),
+            ("QSTASH_NEXT_SIGNING_KEY", self.qstash_next_signing_key),
+            ("QSTASH_TOKEN", self.qstash_token),
+            ("CLOUDDC_AUTH_TOKEN", self.auth_token),
+            ("CLOUDDC_IAM_PASSWORD", self.iam_password),
+            ("HUAWEICLOUD_SDK_SK", self.sdk_sk),
+            ("REAPER_STATE_URL", self.state_url),
+        ]
+        if self.scheduler == "rabbitmq":
+            secrets.append(("REAPER_RABBITMQ_URL", self.rabbitmq_url))
+        for name, secret in secrets:
+            if secret is not None and placeholders.is_placeholder(secret.reveal()):
+                raise SettingsError(f"{name} is the deploy files' placeholder: set a secret of your own")
 
     def _check_outbound(self) -> None:
         if self.http_timeout <= 0:
