@@ -67,7 +67,9 @@ class Sweeper:
         if event.type == catalog.INSTANCE_SWEEP:
             project = sweep_project(event.data, self._settings.project_id)
             now = self._clock()
-            page = sweep.SweepPage(project, None, event.id, now, now + self._policy.deadline)
+            page = sweep.SweepPage(
+                project, None, sweep_origin(event.id, now), now, now + self._policy.deadline
+            )
             if not gate.project_allowed(project, self._policy.rules):
                 return self._list_pages(page)  # refused there, before any lease is taken
             lease = state.sweep_lease(project)
@@ -233,6 +235,18 @@ def _instance_job(job: sweep.BatchJob, instance_id: str) -> core.Job:
         deleted_at=job.deleted_at,
         checks=job.checks,
     )
+
+
+def sweep_origin(event_id: str, now: float) -> str:
+    """The origin of one sweep run: its event id with the sweep window folded in.
+
+    Cloud Scheduler's job sends the same ``ce-id`` on every run: without the window, the second day's
+    continuations would share the first day's keys, and the delay transport would drop them as repeats.
+    A redelivery inside the window still maps to the same run. A long id is hashed, so the origin stays
+    inside the 256 characters a follow-up's ``origin_event_id`` may hold.
+    """
+    named = event_id if len(event_id) <= 200 else hashlib.sha256(event_id.encode()).hexdigest()[:40]
+    return f"{named}@{int(now // SWEEP_WINDOW)}"
 
 
 def sweep_project(data: dict[str, object], default: str | None) -> str:
