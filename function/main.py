@@ -11,7 +11,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Final, TypeVar, cast
+from typing import TypeVar, cast
 
 import flask
 import functions_framework
@@ -32,7 +32,6 @@ from function.settings import Settings
 from function.state import StoreUnavailableError
 
 _LOG = logging.getLogger("reaper.http")
-PUBSUB_PUBLISHED: Final = "google.cloud.pubsub.topic.v1.messagePublished"
 _ARRIVAL = "reaper_arrival"
 _Handler = TypeVar("_Handler", bound=Callable[..., flask.Response])
 # functions-framework's errorhandler is Flask's, untyped once re-exported: give it its real shape.
@@ -96,7 +95,7 @@ def _json(document: object, status: int = 200) -> flask.Response:
 def handle(event: CloudEvent) -> None:
     """CloudEvent target: the framework parsed the event; reap and let the status code speak."""
     arrival = _arrival()
-    if event["type"] == PUBSUB_PUBLISHED:
+    if event["type"] == envelopes.PUBSUB_PUBLISHED:
         inbound_event = envelopes.pubsub_delivery(arrival.headers, arrival.body)
     else:
         # The framework parsed leniently (last duplicate key wins, a missing id invented): re-check strictly.

@@ -31,6 +31,8 @@ from function.inbound.events import (
     from_request,
 )
 
+# Pub/Sub as a CloudEvent: functions-framework's conversion of a push, and Eventarc's delivery.
+PUBSUB_PUBLISHED: Final = "google.cloud.pubsub.topic.v1.messagePublished"
 ACCEPTED: Final = (
     "a CloudEvent (binary or structured), a Pub/Sub push message, a FunctionGraph timer or "
     "DMS RabbitMQ/Kafka trigger event, or a JSON webhook {instance_id, project_id}"
@@ -47,12 +49,20 @@ def unwrap(
     """
     lowered = {k.lower(): v for k, v in headers.items()}
     content_type = lowered.get("content-type", "").split(";")[0].strip().lower()
-    if "ce-specversion" in lowered or content_type.startswith("application/cloudevents"):
+    if "ce-specversion" in lowered:
+        if lowered.get("ce-type") == PUBSUB_PUBLISHED:
+            return [pubsub_delivery(lowered, body)]  # Eventarc's Pub/Sub delivery, binary mode
+        return [from_request(lowered, body)]
+    if content_type.startswith("application/cloudevents"):
+        if _type_of(body) == PUBSUB_PUBLISHED:
+            return [pubsub_delivery(lowered, body)]
         return [from_request(lowered, body)]
     document = _json(body)
     if not isinstance(document, dict):
         raise BadEventError(f"unrecognised request: expected {ACCEPTED}")
     if "specversion" in document:
+        if document.get("type") == PUBSUB_PUBLISHED:
+            return [pubsub_delivery(lowered, body)]
         return [from_document(document)]
     message = document.get("message")
     if isinstance(message, dict) and "data" in message:
@@ -73,6 +83,15 @@ def unwrap(
         event_id = f"webhook-{webhook_id}" if webhook_id else "webhook-" + _digest(body)
         return [_payload(document, event_id=event_id[:256], source="/webhook")]
     raise BadEventError(f"unrecognised request: expected {ACCEPTED}")
+
+
+def _type_of(body: bytes) -> object:
+    """The ``type`` of a structured CloudEvent body (None when it is not one; its reader says why)."""
+    try:
+        document = _json(body)
+    except BadEventError:
+        return None
+    return document.get("type") if isinstance(document, dict) else None
 
 
 def pubsub_delivery(headers: Mapping[str, str], body: bytes) -> InboundEvent:

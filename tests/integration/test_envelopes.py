@@ -243,3 +243,44 @@ def test_pubsub_message_published_reaches_the_cloudevent_target(
     assert refused.status_code == 422
     assert "data.message.data" in refused.json()["error"]
     assert emulator.touching(empty) == []
+
+
+def test_eventarcs_message_published_reaches_the_http_target_and_its_authentication(
+    emulator: Emulator, function_factory: FunctionFactory, sink: Sink
+) -> None:
+    """Issue 27: the README lists ``messagePublished`` for ``handle_http`` too. Binary and structured, it
+    is read there as Pub/Sub (not "unknown event type"), and an external event inside still has to pass
+    REAPER_INBOUND_AUTH: refused without the ID token, reaped when the platform authenticates."""
+    binary, structured = emulator.add(new_id()), emulator.add(new_id())
+    attributes = {
+        "specversion": "1.0",
+        "type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "source": "//pubsub.googleapis.com/projects/p/topics/reaper",
+    }
+    headers = {f"ce-{k}": v for k, v in attributes.items()} | {
+        "ce-id": new_id(),
+        "content-type": "application/json",
+    }
+    open_fn = function_factory(target="handle_http", signature="http")
+    answer = httpx.post(open_fn.url, content=json.dumps(pubsub_push(binary)), headers=headers, timeout=10)
+    assert answer.status_code == 200, answer.text
+    document = {**attributes, "id": new_id(), "data": pubsub_push(structured)}
+    answer = httpx.post(
+        open_fn.url,
+        content=json.dumps(document),
+        headers={"content-type": "application/cloudevents+json"},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    for instance in (binary, structured):
+        assert sink.result(instance)["type"] == "instance-terminated"
+    guarded = function_factory(
+        target="handle_http",
+        signature="http",
+        REAPER_INBOUND_AUTH="oidc",
+        REAPER_OIDC_ALLOWED_EMAILS="invoker@p.iam.gserviceaccount.com",
+    )
+    untouched = emulator.add(new_id())
+    refused = httpx.post(guarded.url, content=json.dumps(pubsub_push(untouched)), headers=headers, timeout=10)
+    assert refused.status_code == 401, refused.text
+    assert emulator.touching(untouched) == []
