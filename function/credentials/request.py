@@ -1,7 +1,9 @@
 """Credentials the platform hands over with each request (FunctionGraph "Include keys").
 
-FunctionGraph passes the agency's temporary key as ``X-CFF-Security-Access-Key``,
-``X-CFF-Security-Secret-Key`` and ``X-CFF-Security-Token`` (used together), and a token as
+FunctionGraph passes the agency's temporary key in one of two header families, used together: the
+custom-runtime docs and public event samples name them ``X-CFF-Access-Key``, ``X-CFF-Secret-Key`` and
+``X-CFF-Security-Token``; other runtimes send ``X-CFF-Security-Access-Key``,
+``X-CFF-Security-Secret-Key`` and ``X-CFF-Security-Token``. Both are read. A token comes as
 ``X-CFF-Auth-Token``. With ``REAPER_TOKEN_FROM_REQUEST=true`` the request's own credentials sign
 that request's CloudDC calls (the temporary key first, the token as the fallback); they are
 redacted in that request's log lines only and never kept.
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
     from function.outbound.endpoint import Call
 
 HEADERS: Final = ("X-CFF-Security-Access-Key", "X-CFF-Security-Secret-Key", "X-CFF-Security-Token")
+# The custom-runtime family (FunctionGraph's custom image docs and their event samples).
+CUSTOM_RUNTIME_HEADERS: Final = ("X-CFF-Access-Key", "X-CFF-Secret-Key", "X-CFF-Security-Token")
 TOKEN_HEADER: Final = "X-CFF-Auth-Token"  # noqa: S105 - a header's name
 
 
@@ -58,7 +62,8 @@ _IN_EFFECT: ContextVar[Credentials | None] = ContextVar("reaper_request_credenti
 def request_credentials(headers: Mapping[str, str], project_id: str | None) -> Iterator[None]:
     """Use the credentials these request headers carry for the calls made inside, if they carry any."""
     lowered = {k.lower(): v for k, v in headers.items()}
-    key = [lowered.get(h.lower()) for h in HEADERS]
+    families = ([lowered.get(h.lower()) for h in names] for names in (HEADERS, CUSTOM_RUNTIME_HEADERS))
+    key = next((family for family in families if all(family)), [None])
     token = lowered.get(TOKEN_HEADER.lower())
     chosen: Credentials | None = None
     values: list[str] = []
@@ -98,7 +103,8 @@ class RequestScoped:
         chosen = _IN_EFFECT.get() or self._fallback
         if chosen is None:
             raise CredentialsError(
-                "no credentials: the request carried no X-CFF-Security-* keys or X-CFF-Auth-Token "
+                "no credentials: the request carried no X-CFF-(Security-)Access-Key, -Secret-Key and "
+                "X-CFF-Security-Token, nor an X-CFF-Auth-Token "
                 "(turn on FunctionGraph's 'Include keys')"
             )
         return chosen

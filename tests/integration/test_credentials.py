@@ -279,10 +279,19 @@ def test_thirty_instances_per_source_outlive_their_credentials(
             if line.get("message") == "settings"} == set(sources)  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    "family",
+    [
+        ("X-CFF-Security-Access-Key", "X-CFF-Security-Secret-Key"),
+        # The custom-runtime docs' and public event samples' names (issue 27): read as well.
+        ("X-CFF-Access-Key", "X-CFF-Secret-Key"),
+    ],
+)
 def test_functiongraph_temporary_keys_sign_that_requests_calls(
-    short_lived: Process, function_factory: FunctionFactory, sink: Sink
+    short_lived: Process, function_factory: FunctionFactory, sink: Sink, family: tuple[str, str]
 ) -> None:
-    """With REAPER_TOKEN_FROM_REQUEST, a request's X-CFF-Security-* keys sign its calls and stay unlogged."""
+    """With REAPER_TOKEN_FROM_REQUEST, a request's temporary keys (either header family) sign its calls
+    and stay unlogged."""
     fn = function_factory(
         target="handle_http",
         signature="http",
@@ -298,8 +307,8 @@ def test_functiongraph_temporary_keys_sign_that_requests_calls(
                  "data": {"instance_id": instance, "project_id": PROJECT}}  # fmt: skip
         headers = {
             "content-type": "application/cloudevents+json",
-            "X-CFF-Security-Access-Key": key["access"],
-            "X-CFF-Security-Secret-Key": key["secret"],
+            family[0]: key["access"],
+            family[1]: key["secret"],
             "X-CFF-Security-Token": key["securitytoken"],
         }
         answered = httpx.post(fn.url, json=event, headers=headers, timeout=10)
