@@ -186,3 +186,49 @@ def test_clouddc_answers_of_the_emulator_match_the_models() -> None:
         if k.isupper() and isinstance(v, str)
     }
     assert body["operation_state"] in operation_states
+
+
+# The RabbitmqSource's spec as its CRD publishes it: knative-extensions/eventing-rabbitmq,
+# config/source/300-rabbitmqsource.yaml at bd1ee997d372 (2026-07-23). Its resources config has these
+# fields and no others; ``queueType`` belongs to the broker's config, not the source's.
+RABBITMQ_SOURCE_SPEC: dict[str, set[str] | None] = {
+    "rabbitmqResourcesConfig": {"vhost", "parallelism", "exchangeName", "predeclared", "queueName"},
+    "rabbitmqClusterReference": {"connectionSecret", "name", "namespace"},
+    "delivery": {"backoffDelay", "backoffPolicy", "retry"},
+    "serviceAccountName": None,
+    "adapterContainerName": None,
+    "sink": None,
+}
+
+
+def _knative(name: str) -> list[dict[str, Any]]:
+    import yaml
+
+    return [doc for doc in yaml.safe_load_all((DEPLOY / "knative" / name).read_text()) if doc]
+
+
+def unknown_source_fields(spec: dict[str, Any]) -> list[str]:
+    """The fields of a RabbitmqSource spec that its published CRD does not have."""
+    unknown = [name for name in spec if name not in RABBITMQ_SOURCE_SPEC]
+    for name, fields in RABBITMQ_SOURCE_SPEC.items():
+        if fields is not None and isinstance(spec.get(name), dict):
+            unknown += [f"{name}.{field}" for field in spec[name] if field not in fields]
+    return unknown
+
+
+def test_the_rabbitmq_source_uses_only_fields_of_its_published_crd() -> None:
+    """Issue 27: no field the API server would reject or silently drop; the check finds one."""
+    sources = [doc for doc in _knative("rabbitmq.yaml") if doc["kind"] == "RabbitmqSource"]
+    assert sources
+    assert [unknown_source_fields(doc["spec"]) for doc in sources] == [[]] * len(sources)
+    careless = {**sources[0]["spec"]}
+    careless["rabbitmqResourcesConfig"] = {**careless["rabbitmqResourcesConfig"], "queueType": "classic"}
+    assert unknown_source_fields(careless) == ["rabbitmqResourcesConfig.queueType"]
+
+
+def test_the_knative_service_is_cluster_local() -> None:
+    """Issue 27: the Service that may be asked for deletes is reachable from inside the cluster only
+    (Knative Serving's ``networking.knative.dev/visibility: cluster-local`` label)."""
+    (service,) = [doc for doc in _knative("service.yaml") if doc["kind"] == "Service"]
+    assert service["metadata"].get("labels", {}).get("networking.knative.dev/visibility") == "cluster-local"
+
