@@ -232,3 +232,40 @@ def test_the_knative_service_is_cluster_local() -> None:
     (service,) = [doc for doc in _knative("service.yaml") if doc["kind"] == "Service"]
     assert service["metadata"].get("labels", {}).get("networking.knative.dev/visibility") == "cluster-local"
 
+
+# FunctionGraph's timer cron, as its user guide states it ("Cron Expressions for a Function Timer Trigger",
+# support.huaweicloud.com/usermanual-functiongraph/functiongraph_01_0908.html): "seconds minutes hours
+# day-of-month month day-of-week", day-of-week optional; "?" is allowed in day-of-month only.
+CRON_FIELDS: list[tuple[str, str]] = [
+    ("seconds", ",-*/"),
+    ("minutes", ",-*/"),
+    ("hours", ",-*/"),
+    ("day-of-month", ",-*?/"),
+    ("month", ",-*/"),
+    ("day-of-week", ",-*/"),
+]
+
+
+def cron_problems(expression: str) -> list[str]:
+    """Why FunctionGraph's timer would not take ``expression`` (``@every`` forms aside)."""
+    if expression.startswith("@every "):
+        return []
+    fields = expression.split()
+    if not 5 <= len(fields) <= 6:
+        return [f"{len(fields)} fields, not 5 or 6"]
+    problems = []
+    for value, (name, special) in zip(fields, CRON_FIELDS, strict=False):
+        odd = {ch for ch in value if not ch.isalnum() and ch not in special}
+        if odd:
+            problems.append(f"{name}: {sorted(odd)} not allowed")
+    return problems
+
+
+def test_the_timer_triggers_cron_is_one_functiongraph_takes() -> None:
+    """Issue 27: the shipped sweep schedule parses by the documented field order and characters; the
+    check refuses the "?" in day-of-week the file used to carry."""
+    trigger = json.loads((DEPLOY / "functiongraph" / "timer-trigger.json").read_text())
+    assert cron_problems(trigger["event_data"]["schedule"]) == []
+    assert cron_problems("0 */15 * * * ?") == ["day-of-week: ['?'] not allowed"]
+    assert cron_problems("*/15 * * *") == ["4 fields, not 5 or 6"]
+
