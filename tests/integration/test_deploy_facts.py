@@ -121,6 +121,7 @@ def deploy_json(name: str) -> dict[str, Any]:
         ("timer-trigger.json", fg_model.CreateFunctionTriggerRequestBody, fg_model),
         ("dms-rabbitmq-trigger.json", fg_model.CreateFunctionTriggerRequestBody, fg_model),
         ("eventgrid-subscription.json", eg_model.SubscriptionCreateReq, eg_model),
+        ("async-config.json", fg_model.UpdateFunctionAsyncInvokeConfigRequestBody, fg_model),
     ],
 )
 def test_functiongraph_bodies_use_only_published_fields(name: str, model: type, module: Any) -> None:
@@ -268,4 +269,14 @@ def test_the_timer_triggers_cron_is_one_functiongraph_takes() -> None:
     assert cron_problems(trigger["event_data"]["schedule"]) == []
     assert cron_problems("0 */15 * * * ?") == ["day-of-week: ['?'] not allowed"]
     assert cron_problems("*/15 * * *") == ["4 fields, not 5 or 6"]
+
+
+def test_functiongraph_retries_what_reaper_answers_5xx() -> None:
+    """Issue 27: FunctionGraph retries a failed asynchronous invocation only as its async config says.
+    The shipped config asks for the most retries (3) within an hour, so a timer sweep or an EG event
+    answered 503 is delivered again ("5xx means redeliver")."""
+    config = deploy_json("async-config.json")
+    assert config["max_async_retry_attempts"] == 3
+    assert config["max_async_event_age_in_seconds"] == 3600
+    assert "async-config.json" in (DEPLOY / "functiongraph" / "README.md").read_text()
 
