@@ -279,4 +279,3 @@ def test_functiongraph_retries_what_reaper_answers_5xx() -> None:
     assert config["max_async_retry_attempts"] == 3
     assert config["max_async_event_age_in_seconds"] == 3600
     assert "async-config.json" in (DEPLOY / "functiongraph" / "README.md").read_text()
-
