@@ -16,7 +16,7 @@ demo: $(STAMP)  ## emulator + delay service + function; instances go to terminat
 	$(BIN)/reaper demo
 
 test: $(STAMP)  ## the whole suite, warnings as errors, coverage >= 90 %
-	$(BIN)/python -m pytest -n 4 --cov --cov-report=term-missing:skip-covered
+	$(BIN)/python -m pytest -n 2 --cov --cov-report=term-missing:skip-covered
 
 # The same suite on the newest interpreter reaper supports (3.13), in its own venv, without coverage
 # (the coverage gate is `make test`'s). `.ci/run` runs it after `make check`.
@@ -27,7 +27,7 @@ NEWEST ?= $(shell for v in 3.13 3.12; do \
 test-newest:
 	@test -n "$(NEWEST)" || { echo "no Python 3.12 or 3.13 found"; exit 1; }
 	$(MAKE) --no-print-directory PYTHON=$(NEWEST) VENV=.venv-newest .venv-newest/.installed
-	.venv-newest/bin/python -m pytest -q -n 4
+	.venv-newest/bin/python -m pytest -q -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
