@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from function.core import gate
+from function.core.budget import OVER_BUDGET
 from function.core.gate import DELETABLE_STATES, FAILED_STATES, SHUTTING_DOWN, TERMINATED, normalise_state
 from function.core.records import (
     Action,
@@ -138,9 +139,12 @@ def on_delete_claimed_elsewhere(job: Job, now: float, policy: Policy, rand: Rand
 def delete_settled(answer: ApiAnswer) -> bool:
     """Whether a DELETE answer settles the claim taken for it: accepted, gone, or of unknown outcome.
 
-    A clear refusal (4xx, 5xx, 429) deleted nothing, so its claim is given back for the retry; a
-    time-out or a dropped connection may have deleted, so its claim stands until it expires.
+    A clear refusal (4xx, 5xx, 429) deleted nothing, and neither did a call the API budget held back,
+    so its claim is given back for the retry; a time-out or a dropped connection may have deleted, so
+    its claim stands until it expires.
     """
+    if answer.failure == OVER_BUDGET:
+        return False
     return answer.status is None or answer.status in _ACCEPTED or answer.status == 404
 
 

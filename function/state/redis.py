@@ -1,10 +1,10 @@
 """Redis (Huawei DCS, Memorystore, ElastiCache, a local ``redis-server``) through the ``redis`` client.
 
-A claim is ``SET key owner NX PX ttl`` (with an owner, one Lua script that also renews the owner's own
-claim): atomic on the server, so of N instances racing for a key exactly one wins, and it expires by
-itself (a crashed holder blocks nothing for long). Every call has a socket
-time-out; any failure to get an answer is ``StoreUnavailableError``: the caller fails closed. The client
-reconnects on the next call, so a store that comes back is used again without a restart.
+A claim is ``SET key 1 NX PX ttl`` (with an owner, one Lua script that stores the owner and also renews
+the owner's own claim): atomic on the server, so of N instances racing for a key exactly one wins, and
+it expires by itself (a crashed holder blocks nothing for long). Every call has a socket time-out; any
+failure to get an answer is ``StoreUnavailableError``: the caller fails closed. The client reconnects on
+the next call, so a store that comes back is used again without a restart.
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 
@@ -14,6 +13,7 @@ from function.state import MemoryStore, StateStore, StoreUnavailableError, open_
 from function.state.redis import RedisStore
 from reaper.devtools.procs import free_port
 from tests.conftest import REDIS_URL
+from tests.integration.test_fleet import at_once
 from tests.unit.test_settings import BASE
 
 
@@ -71,17 +71,8 @@ def test_counters_count_expire_and_read_a_value_in_the_same_trip(store: StateSto
 
 def test_of_many_racing_claimants_exactly_one_wins(store: StateStore) -> None:
     """Sixteen threads claim one key at once: one True."""
-    k, barrier, won = key(), threading.Barrier(16), []
-
-    def claim() -> None:
-        barrier.wait()
-        won.append(store.claim(k, 5.0))
-
-    threads = [threading.Thread(target=claim) for _ in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    k, won = key(), []
+    at_once([lambda: won.append(store.claim(k, 5.0))] * 16)
     assert sorted(won) == [False] * 15 + [True]
 
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from function.budget import Budgets
-from function.core import ApiAnswer, Job, Policy
+from function.core import ApiAnswer, Job, Policy, delete_settled
 from function.core.budget import MIN_RATE, OVER_BUDGET, Slowdown, quarter, rate_now, throttled, wait_for
 from function.core.retry import plan_retry
 from function.state import MemoryStore
@@ -75,3 +75,13 @@ def test_budgets_share_one_count_per_project_through_the_store() -> None:
     two.throttled("q")  # 10/s halved: one per quarter second
     assert one.take("q") == 0.0
     assert two.take("q") > 0.0
+
+
+def test_a_delete_the_budget_held_back_gives_its_claim_back() -> None:
+    """No call was made, so nothing was deleted: the claim goes back, as after a clear refusal; an answer
+    of unknown outcome (a time-out) keeps it."""
+    assert not delete_settled(ApiAnswer(None, failure=OVER_BUDGET, retry_after=0.2))
+    assert not delete_settled(ApiAnswer(500))
+    assert delete_settled(ApiAnswer(None, failure="timeout"))
+    assert delete_settled(ApiAnswer(204))
+    assert delete_settled(ApiAnswer(404))

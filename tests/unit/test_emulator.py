@@ -109,6 +109,8 @@ def test_batch_delete(api: tuple[httpx.Client, Fleet, Clock]) -> None:
     too_many = {"instance_id_set": [f"i-{n}" for n in range(51)]}
     assert client.post("/v1/p/instances/batch-delete", json=too_many, headers=H).status_code == 400
     assert client.post("/v1/p/instances/batch-delete", json={}, headers={}).status_code == 401
+    not_an_object = ["i-0"]
+    assert client.post("/v1/p/instances/batch-delete", json=not_an_object, headers=H).status_code == 400
 
 
 def test_iam_tokens_issue_and_expire(api: tuple[httpx.Client, Fleet, Clock]) -> None:

@@ -132,15 +132,15 @@ def create_app(fleet: Fleet) -> flask.Flask:
 
     @app.post("/v1/<project_id>/instances/batch-delete")
     def batch_delete(project_id: str) -> flask.Response:
-        named = (flask.request.get_json(silent=True) or {}).get("instance_id_set")
-        first = str(named[0]) if isinstance(named, list) and named else None
+        body = flask.request.get_json(silent=True)
+        ids = body.get("instance_id_set") if isinstance(body, dict) else None
+        first = str(ids[0]) if isinstance(ids, list) and ids else None
         # Like a listing by ids: a batch-delete takes its first id's scripted "batch-delete" faults.
         fault = api_call("batch-delete", project_id, None, scripted_by=first)
         if fault and fault.status:
             return faulted("batch-delete", project_id, None, fault)
         if (refused := refusal()) is not None:
             return answer("batch-delete", project_id, None, 401, refused)
-        ids = (flask.request.get_json(silent=True) or {}).get("instance_id_set")
         if not isinstance(ids, list) or not ids or len(ids) > _MAX_IDS_PER_BATCH:
             body = {"error_code": "CDC.0400", "error_msg": "instance_id_set: 1 to 50 ids"}
             return answer("batch-delete", project_id, None, 400, body)
